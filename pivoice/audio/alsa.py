@@ -1,0 +1,102 @@
+"""Opening ALSA PCMs with pyalsaaudio, and turning alsa-lib's failures into messages a person can act on.
+
+alsa-lib prints its own errors ("ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM foo") straight to
+stderr. pivoice installs an error handler instead, so those lines reach the log at debug level and the
+reason ("Unknown PCM") can be told apart from a device that exists but is absent or busy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import threading
+from dataclasses import dataclass
+
+import alsaaudio
+
+from ..errors import ConfigError, DeviceError
+
+log = logging.getLogger("pivoice.audio")
+
+_lib_messages = threading.local()
+_handler_ref = None  # keeps the ctypes callback alive for the life of the process
+
+
+def _install_error_handler() -> None:
+    """Route alsa-lib's error messages to the log (debug) and remember the last one per thread."""
+    global _handler_ref
+    if _handler_ref is not None:
+        return
+    name = ctypes.util.find_library("asound") or "libasound.so.2"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return
+    # void handler(const char *file, int line, const char *function, int err, const char *fmt, ...)
+    # The format's arguments are not read: on x86-64 and AArch64 Linux, variadic arguments travel
+    # like fixed ones, so declaring only the fixed parameters is safe.
+    proto = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+
+    def handler(file, line, function, err, fmt):  # runs in whichever thread called alsa-lib
+        text = (fmt or b"").decode(errors="replace")
+        _lib_messages.last = text
+        log.debug("alsa-lib %s:%d (%s): %s", (file or b"").decode(errors="replace"), line,
+                  (function or b"").decode(errors="replace"), text)
+
+    _handler_ref = proto(handler)
+    lib.snd_lib_error_set_handler(_handler_ref)
+
+
+_install_error_handler()
+
+
+@dataclass(frozen=True)
+class PcmParams:
+    rate: int
+    channels: int
+    period_frames: int
+    periods: int
+
+
+def open_pcm(kind: str, device: str, params: PcmParams, key: str) -> alsaaudio.PCM:
+    """Open a PCM for `kind` ("capture" or "playback") as s16le; errors name the config `key`."""
+    _lib_messages.last = ""
+    pcm_type = alsaaudio.PCM_CAPTURE if kind == "capture" else alsaaudio.PCM_PLAYBACK
+    try:
+        return alsaaudio.PCM(
+            pcm_type,
+            alsaaudio.PCM_NORMAL,
+            device=device,
+            channels=params.channels,
+            rate=params.rate,
+            format=alsaaudio.PCM_FORMAT_S16_LE,
+            periodsize=params.period_frames,
+            periods=params.periods,
+        )
+    except alsaaudio.ALSAAudioError as e:
+        raise _explain(kind, device, key, str(e), getattr(_lib_messages, "last", "")) from None
+
+
+def _explain(kind: str, device: str, key: str, error: str, lib_message: str) -> Exception:
+    lister = "arecord -L" if kind == "capture" else "aplay -L"
+    reason = error.rsplit(" [", 1)[0]
+    if "Unknown PCM" in lib_message:
+        return ConfigError(
+            f"{key}: there is no ALSA {kind} device named '{device}'. `{lister}` lists the devices "
+            f"this machine has; set {key} to one of them."
+        )
+    if "Device or resource busy" in error:
+        return DeviceError(
+            f"{key}: the ALSA {kind} device '{device}' is busy (another program is using it). Stop that "
+            f"program, or use a device that shares the card (such as 'default' or a dsnoop/dmix one)."
+        )
+    if "Permission denied" in error:
+        return DeviceError(
+            f"{key}: no permission to open the ALSA {kind} device '{device}'. Add the user pivoice runs "
+            f"as to the 'audio' group."
+        )
+    return DeviceError(
+        f"{key}: cannot open the ALSA {kind} device '{device}': {reason}. Is the sound card or USB "
+        f"device connected? `{lister}` lists what is there."
+    )

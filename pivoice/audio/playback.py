@@ -1,0 +1,133 @@
+"""Speaker playback: a thread doing blocking ALSA writes of 24 kHz mono audio, with an instant stop.
+
+The device buffer is kept short (4 periods of 20 ms) and the thread writes one period at a time, so an
+interruption waits for at most one period write before `drop()` throws away what the device still holds:
+drop, not drain. Everything queued behind it is discarded too.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import alsaaudio
+
+from .alsa import PcmParams, open_pcm
+from .convert import Converter
+
+log = logging.getLogger("pivoice.audio")
+
+RATE = 24000
+PERIOD_FRAMES = 480  # 20 ms
+PERIODS = 4
+
+
+class Playback:
+    def __init__(self, device: str, key: str = "audio.output_device"):
+        self.device = device
+        self.key = key
+        self._pcm = None
+        self._convert: Converter | None = None
+        self._period_bytes = PERIOD_FRAMES * 2
+        self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._flush = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._lock = threading.Lock()  # makes "queue empty -> idle" atomic against play()
+        self._thread: threading.Thread | None = None
+        self._buffer_frames = PERIOD_FRAMES * PERIODS
+        self.failed: str | None = None
+
+    def open(self) -> None:
+        self._pcm = open_pcm("playback", self.device, PcmParams(RATE, 1, PERIOD_FRAMES, PERIODS), self.key)
+        info = self._pcm.info()
+        rate, channels = int(info["rate"]), int(info["channels"])
+        self._buffer_frames = int(info["buffer_size"])
+        if (rate, channels) != (RATE, 1):
+            log.info("playback device %s runs at %d Hz, %d channel(s): converting from 24 kHz mono",
+                     self.device, rate, channels)
+            self._convert = Converter(RATE, 1, rate, channels)
+            self._period_bytes = int(info["period_size"]) * 2 * channels
+        log.info("playback open: %s, period %d frames, buffer %d frames",
+                 self.device, info["period_size"], info["buffer_size"])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="playback", daemon=True)
+        self._thread.start()
+
+    # -- called from the event loop ---------------------------------------------------------------
+    def play(self, pcm: bytes) -> None:
+        """Queue 24 kHz mono s16le audio; returns at once."""
+        if pcm:
+            with self._lock:
+                self._queue.put(pcm)
+                self._idle.clear()
+
+    def stop(self) -> None:
+        """Silence now: drop what is queued and what the device holds."""
+        self._flush.set()
+        self._drain_queue()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and the device has played everything out (or was stopped)."""
+        return self._idle.is_set()
+
+    # -- the playback thread ----------------------------------------------------------------------
+    def _drain_queue(self) -> None:
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._flush.is_set():
+                    self._flush.clear()
+                    self._drain_queue()
+                    self._pcm.drop()
+                    self._idle.set()
+                    continue
+                try:
+                    chunk = self._queue.get(timeout=0.01)
+                except queue.Empty:
+                    if not self._idle.is_set() and self._played_out():
+                        with self._lock:
+                            if self._queue.empty():
+                                self._idle.set()
+                    continue
+                data = self._convert(chunk) if self._convert else chunk
+                # A period at a time, so a stop waits for at most one period's write.
+                for start in range(0, len(data), self._period_bytes):
+                    if self._flush.is_set() or self._stop.is_set():
+                        break
+                    self._write(data[start : start + self._period_bytes])
+        except Exception as e:  # noqa: BLE001 - reported, and the assistant keeps going without sound
+            self.failed = f"playback device {self.device} failed: {e}"
+            log.error("%s; answers cannot be heard until pivoice restarts", self.failed)
+            self._idle.set()
+
+    def _write(self, data: bytes) -> None:
+        self._pcm.write(data)
+
+    def _played_out(self) -> bool:
+        try:
+            return self._pcm.avail() >= self._buffer_frames or self._pcm.state() != alsaaudio.PCM_STATE_RUNNING
+        except Exception:  # noqa: BLE001 - a device that cannot say is treated as done
+            return True
+
+    def close(self) -> None:
+        self._stop.set()
+        self._flush.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        if self._pcm is not None:
+            try:
+                self._pcm.drop()
+            except Exception:  # noqa: BLE001
+                pass
+            self._pcm.close()
+            self._pcm = None

@@ -1,0 +1,125 @@
+"""The TOML configuration file -> validated, typed settings.
+
+Every key is documented in config/pivoice.toml; a test keeps that file and these models in step.
+Errors name the file, the key and what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/pivoice/pivoice.toml")
+DEFAULT_LIVE_MODEL = "gemini-2.5-flash-native-audio-preview-09-2025"
+DEFAULT_INSTRUCTION = (
+    "You are a voice assistant on a smart speaker in someone's home. Answer in a friendly, natural way "
+    "and keep answers short: they are spoken aloud, so no lists, markdown or links."
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class AudioSettings(_Section):
+    input_device: str = Field("default", min_length=1)
+    output_device: str = Field("default", min_length=1)
+
+
+class WakeSettings(_Section):
+    models: list[str] = Field(default_factory=lambda: ["hey_jarvis"], min_length=1)
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    pre_roll_seconds: float = Field(0.5, ge=0.0, le=1.5)
+
+    @field_validator("models")
+    @classmethod
+    def _no_empty_names(cls, v: list[str]) -> list[str]:
+        if any(not m.strip() for m in v):
+            raise ValueError("a model name is empty")
+        return v
+
+
+class LiveSettings(_Section):
+    model: str = Field(DEFAULT_LIVE_MODEL, min_length=1)
+    system_instruction: str = DEFAULT_INSTRUCTION
+    voice: str = ""
+    base_url: str = ""
+    api_key_file: str = ""
+    connect_timeout_seconds: float = Field(10.0, gt=0.0, le=120.0)
+
+
+class ConversationSettings(_Section):
+    follow_up_seconds: float = Field(8.0, ge=0.0, le=120.0)
+    max_seconds: float = Field(300.0, gt=0.0, le=3600.0)
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(_Section):
+    audio: AudioSettings = AudioSettings()
+    wake: WakeSettings = WakeSettings()
+    live: LiveSettings = LiveSettings()
+    conversation: ConversationSettings = ConversationSettings()
+    log: LogSettings = LogSettings()
+    # Where the settings came from, for messages ("built-in defaults" when no file).
+    source: str = Field("built-in defaults", exclude=True)
+
+
+def _describe(err: dict) -> str:
+    key = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key '{key}' (a typo? every key is listed in config/pivoice.toml)"
+    if kind == "missing":
+        return f"'{key}' is missing"
+    value = err.get("input")
+    shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) else ""
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"'{key}': {msg}{shown}"
+
+
+def parse(data: dict, source: str) -> Settings:
+    try:
+        return Settings.model_validate({**data, "source": source})
+    except ValidationError as e:
+        problems = [_describe(err) for err in e.errors(include_url=False)]
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
+        raise ConfigError(f"config error in {source}: {first}{more}. Fix it and start again.") from None
+
+
+def load(path: Path | None) -> Settings:
+    """Settings from `path`; the built-in defaults when `path` is None and the default file is absent."""
+    explicit = path is not None
+    path = path or DEFAULT_PATH
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(
+                f"config file {path} does not exist. Copy config/pivoice.toml there, or leave out "
+                f"--config to use {DEFAULT_PATH} (or the built-in defaults when that is absent)."
+            ) from None
+        return Settings()
+    except IsADirectoryError:
+        raise ConfigError(f"config path {path} is a directory; give the path of a .toml file.") from None
+    except PermissionError:
+        raise ConfigError(
+            f"cannot read config file {path}: permission denied. Make it readable by the pivoice user."
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}. Fix that line.") from None
+    return parse(data, str(path))

@@ -1,0 +1,69 @@
+"""Where the Gemini API key comes from. The key itself is never logged, printed or put in a message.
+
+Looked for in this order, first found wins:
+1. the file named by `live.api_key_file` in the config;
+2. the systemd credential `gemini-api-key` ($CREDENTIALS_DIRECTORY/gemini-api-key, from LoadCredential=);
+3. the environment: GOOGLE_API_KEY, then GEMINI_API_KEY (the order google-genai itself uses).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+CREDENTIAL_NAME = "gemini-api-key"
+
+HOW_TO = (
+    "Give pivoice a Gemini API key in one of three ways: set GEMINI_API_KEY in the environment "
+    "(foreground runs), name a key file with live.api_key_file in the config, or install it as the "
+    f"systemd credential '{CREDENTIAL_NAME}' (LoadCredential={CREDENTIAL_NAME}:/etc/pivoice/api-key)."
+)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    value: str
+    source: str  # where it came from, safe to log
+
+    def __repr__(self) -> str:  # never show the value, even in a debugger or a traceback
+        return f"ApiKey(source={self.source!r})"
+
+    __str__ = __repr__
+
+
+def _read_key_file(path: Path, what: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist. {HOW_TO}") from None
+    except PermissionError:
+        raise ConfigError(
+            f"cannot read {what} {path}: permission denied. Make it readable by the user pivoice runs as "
+            f"(and by nobody else: chmod 600)."
+        ) from None
+    except (IsADirectoryError, UnicodeDecodeError):
+        raise ConfigError(f"{what} {path} is not a text file holding the key.") from None
+    key = text.strip()
+    if not key:
+        raise ConfigError(f"{what} {path} is empty. {HOW_TO}")
+    if any(c.isspace() for c in key):
+        raise ConfigError(f"{what} {path} holds more than one word; it must hold only the key.")
+    return key
+
+
+def find_api_key(api_key_file: str, environ: dict[str, str] | None = None) -> ApiKey:
+    env = os.environ if environ is None else environ
+    if api_key_file:
+        path = Path(api_key_file)
+        return ApiKey(_read_key_file(path, "live.api_key_file"), f"file {path}")
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and (Path(cred_dir) / CREDENTIAL_NAME).exists():
+        path = Path(cred_dir) / CREDENTIAL_NAME
+        return ApiKey(_read_key_file(path, "systemd credential"), f"systemd credential {CREDENTIAL_NAME}")
+    for var in ("GOOGLE_API_KEY", "GEMINI_API_KEY"):
+        if env.get(var, "").strip():
+            return ApiKey(env[var].strip(), f"environment variable {var}")
+    raise ConfigError(f"no Gemini API key found. {HOW_TO}")

@@ -1,0 +1,159 @@
+"""openWakeWord's streaming feature pipeline on LiteRT (ai-edge-litert).
+
+The pipeline (from openWakeWord): 16 kHz int16 audio -> melspectrogram model (32 mel bands, a frame every
+10 ms) -> embedding model over 76 mel frames (775 ms), one embedding per 8 new mel frames (80 ms) -> one
+classifier per wake word over its last N embeddings (N = 16 for the built-in models) -> a score in [0, 1].
+
+Framing is pyopen-wakeword's, to the sample, so that its scores are ours (tests/test_wake.py checks it):
+every 1280 new samples (80 ms) the mel model sees the 1760 samples that end 800 samples before the newest
+one, and the embedding takes the 76 mel frames that end 4 frames before the newest. That holds the
+decision 1440 samples (90 ms) behind the newest audio; upstream openWakeWord's framing (the newest 1760
+samples, the newest 76 frames) decides about one chunk sooner but its scores differ from
+pyopen-wakeword's by up to 0.04 on steep edges. pivoice never loses the audio either way (the pre-roll
+ring), so the reference match wins. The state starts as if 8 s of silence had been heard
+(pyopen-wakeword's "autofill").
+
+Interpreters run with one thread and the XNNPACK delegate (LiteRT's default resolver): see DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+CHUNK_SAMPLES = 1280  # 80 ms: one embedding, one score per wake word
+MEL_WINDOW = 1760  # samples the mel model sees per chunk (the chunk plus 3 hops of context)
+MEL_LAG = 800  # samples between the newest sample and the end of the mel window
+SAMPLE_HISTORY = MEL_WINDOW + MEL_LAG
+EMB_LAG = 4  # mel frames between the newest frame and the end of the embedding window
+MEL_FRAMES_PER_CHUNK = 8
+NUM_MELS = 32
+EMB_WINDOW = 76  # mel frames per embedding
+EMB_FEATURES = 96
+
+
+class WakeModelError(Exception):
+    """A wake-word model file that cannot be loaded."""
+
+
+def builtin_models_dir() -> Path:
+    """The folder of .tflite files shipped in the pyopen-wakeword wheel."""
+    import pyopen_wakeword  # only for its data files: its code is never run here
+
+    return Path(pyopen_wakeword.__file__).parent / "models"
+
+
+def builtin_model_names() -> list[str]:
+    shared = {"melspectrogram", "embedding_model"}
+    return sorted(p.stem for p in builtin_models_dir().glob("*.tflite") if p.stem not in shared)
+
+
+def _interpreter(path: Path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        return Interpreter(model_path=str(path), num_threads=1)
+    except (ValueError, RuntimeError) as e:
+        raise WakeModelError(f"{path} is not a usable TFLite model ({e})") from None
+
+
+class _Model:
+    """One LiteRT interpreter with fixed input and output tensors."""
+
+    def __init__(self, path: Path, input_shape: tuple[int, ...] | None = None):
+        self.interp = _interpreter(path)
+        inp = self.interp.get_input_details()
+        out = self.interp.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise WakeModelError(f"{path}: expected one input and one output tensor")
+        self.input_index = inp[0]["index"]
+        self.output_index = out[0]["index"]
+        if input_shape is not None:
+            self.interp.resize_tensor_input(self.input_index, list(input_shape))
+        self.interp.allocate_tensors()
+        self.input_shape = tuple(int(x) for x in self.interp.get_input_details()[0]["shape"])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.interp.set_tensor(self.input_index, x)
+        self.interp.invoke()
+        return self.interp.get_tensor(self.output_index)
+
+
+@dataclass
+class Score:
+    name: str
+    score: float
+
+
+class OpenWakeWordEngine:
+    """Streaming wake-word scores for 16 kHz mono int16 audio.
+
+    Not thread-safe: one thread feeds it (pivoice runs it in the detector thread).
+    """
+
+    def __init__(self, model_paths: dict[str, Path], features_dir: Path | None = None):
+        features_dir = features_dir or builtin_models_dir()
+        self._mel = _Model(features_dir / "melspectrogram.tflite", (1, MEL_WINDOW))
+        self._emb = _Model(features_dir / "embedding_model.tflite", (1, EMB_WINDOW, NUM_MELS, 1))
+        self._words: dict[str, _Model] = {}
+        for name, path in model_paths.items():
+            m = _Model(path)
+            if len(m.input_shape) != 3 or m.input_shape[2] != EMB_FEATURES:
+                raise WakeModelError(
+                    f"{path} is not an openWakeWord classifier (input shape {m.input_shape}, "
+                    f"expected (1, N, {EMB_FEATURES}))"
+                )
+            self._words[name] = m
+        self._history = max(m.input_shape[1] for m in self._words.values())
+        self._quiet_state()
+        self.reset()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._words)
+
+    def _quiet_state(self) -> None:
+        """Features of silence, computed once: what 8 s of silence leave in the buffers."""
+        mel = self._mel(np.zeros((1, MEL_WINDOW), np.float32)).reshape(-1, NUM_MELS)[0] / 10 + 2
+        self._quiet_mel = mel
+        window = np.broadcast_to(mel, (EMB_WINDOW, NUM_MELS))
+        self._quiet_emb = self._emb(np.ascontiguousarray(window, np.float32)[None, :, :, None]).reshape(
+            EMB_FEATURES
+        )
+
+    def reset(self) -> None:
+        """Forget everything heard: back to the state of a fresh start in silence."""
+        self._samples = np.zeros(SAMPLE_HISTORY, np.float32)
+        self._pending = np.zeros(0, np.float32)
+        self._mels = np.tile(self._quiet_mel, (EMB_WINDOW + EMB_LAG, 1)).astype(np.float32)
+        self._embs = np.tile(self._quiet_emb, (self._history, 1)).astype(np.float32)
+
+    def process(self, pcm: bytes) -> list[dict[str, float]]:
+        """Feed int16 little-endian samples; returns one {name: score} per completed 80 ms chunk."""
+        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        if self._pending.size:
+            audio = np.concatenate([self._pending, audio])
+        out = []
+        n_chunks = audio.size // CHUNK_SAMPLES
+        for i in range(n_chunks):
+            out.append(self._chunk(audio[i * CHUNK_SAMPLES : (i + 1) * CHUNK_SAMPLES]))
+        self._pending = audio[n_chunks * CHUNK_SAMPLES :].copy()
+        return out
+
+    def _chunk(self, chunk: np.ndarray) -> dict[str, float]:
+        s = self._samples
+        s[:-CHUNK_SAMPLES] = s[CHUNK_SAMPLES:]
+        s[-CHUNK_SAMPLES:] = chunk
+        mels = self._mel(s[None, :MEL_WINDOW]).reshape(-1, NUM_MELS) / 10 + 2
+        self._mels = np.concatenate([self._mels[MEL_FRAMES_PER_CHUNK:], mels])
+        emb = self._emb(np.ascontiguousarray(self._mels[None, :EMB_WINDOW, :, None])).reshape(EMB_FEATURES)
+        self._embs[:-1] = self._embs[1:]
+        self._embs[-1] = emb
+        scores = {}
+        for name, model in self._words.items():
+            n = model.input_shape[1]
+            scores[name] = float(model(self._embs[None, -n:, :]).reshape(-1)[0])
+        return scores

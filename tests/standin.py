@@ -1,0 +1,193 @@
+"""A local stand-in for the Gemini Live API: a TLS WebSocket server speaking the messages in
+../shared/LIVE-PROTOCOL.md, for the real google-genai client to talk to.
+
+It runs its own event loop in a thread. Tests script it through `Behaviour` and the methods below, and
+read what it received from `sessions`. Pure test code; nothing here is imported by pivoice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+
+import trustme
+from websockets.asyncio.server import serve
+
+
+def _get(d: dict, *names):
+    """A key in snake_case or camelCase."""
+    for n in names:
+        if n in d:
+            return d[n]
+        parts = n.split("_")
+        camel = parts[0] + "".join(p.title() for p in parts[1:])
+        if camel in d:
+            return d[camel]
+    return None
+
+
+def _b64(data: str) -> bytes:
+    data = data.replace("-", "+").replace("_", "/")
+    return base64.b64decode(data + "=" * (-len(data) % 4))
+
+
+@dataclass
+class Behaviour:
+    setup_delay: float = 0.0  # seconds before setupComplete
+    # Answer once this much audio (seconds, 16 kHz) has arrived in the current turn; None: never.
+    reply_after_seconds: float | None = 2.0
+    reply_pcm: bytes = b""  # 24 kHz s16le mono
+    reply_chunk_bytes: int = 9600  # 200 ms per message
+    reply_pace: float = 0.0  # seconds between reply messages (0: as fast as the socket takes them)
+    input_transcripts: bool = False  # send inputTranscription while audio arrives
+    max_replies: int = 1  # replies per session
+
+
+@dataclass
+class Session:
+    headers: dict
+    setup: dict | None = None
+    audio: bytearray = field(default_factory=bytearray)
+    messages: list = field(default_factory=list)
+    opened_at: float = 0.0
+    closed_at: float | None = None
+    replies_started: list = field(default_factory=list)  # time.monotonic() of each reply's first chunk
+
+
+class LiveStandIn:
+    def __init__(self, tmp_path):
+        self.ca = trustme.CA()
+        self.cert = self.ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_file = tmp_path / "standin-ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        self.behaviour = Behaviour()
+        self.sessions: list[Session] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve_forever, daemon=True)
+        self._server = None
+        self._conns: dict[int, object] = {}
+        self._stop_reply = False
+        self.port = 0
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> LiveStandIn:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("stand-in did not start")
+        return self
+
+    def stop(self) -> None:
+        async def _close():
+            self._server.close()
+            await self._server.wait_closed()
+
+        if self._server is not None:
+            asyncio.run_coroutine_threadsafe(_close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment for a pivoice process that should reach this stand-in."""
+        return {"GOOGLE_GEMINI_BASE_URL": self.base_url, "SSL_CERT_FILE": str(self.ca_file)}
+
+    def _serve_forever(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.cert.configure_cert(ctx)
+
+        async def _start():
+            self._server = await serve(self._handle, "127.0.0.1", 0, ssl=ctx, max_size=None)
+            self.port = self._server.sockets[0].getsockname()[1]
+
+        self._loop.run_until_complete(_start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    # -- control from the test thread -------------------------------------------------------------
+    def interrupt_now(self) -> float:
+        """Send `interrupted` on the newest open session now; returns when it was sent (monotonic)."""
+        return asyncio.run_coroutine_threadsafe(self._interrupt(), self._loop).result(5)
+
+    async def _interrupt(self) -> float:
+        ws = self._conns[len(self.sessions) - 1]
+        self._stop_reply = True
+        await ws.send(json.dumps({"serverContent": {"interrupted": True}}))
+        return time.monotonic()
+
+    def wait_for(self, predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    # -- the protocol -----------------------------------------------------------------------------
+    async def _handle(self, ws) -> None:
+        sess = Session(headers=dict(ws.request.headers), opened_at=time.monotonic())
+        self.sessions.append(sess)
+        idx = len(self.sessions) - 1
+        self._conns[idx] = ws
+        b = self.behaviour
+        turn_bytes = 0
+        reply_task = None
+        try:
+            first = json.loads(await ws.recv())
+            sess.setup = _get(first, "setup")
+            if b.setup_delay:
+                await asyncio.sleep(b.setup_delay)
+            await ws.send(json.dumps({"setupComplete": {}}))
+            async for raw in ws:
+                msg = json.loads(raw)
+                sess.messages.append(msg)
+                rt = _get(msg, "realtime_input")
+                if rt is None:
+                    continue
+                audio = _get(rt, "audio")
+                if audio is None:
+                    continue
+                pcm = _b64(_get(audio, "data"))
+                sess.audio += pcm
+                turn_bytes += len(pcm)
+                if b.input_transcripts:
+                    await ws.send(json.dumps({"serverContent": {"inputTranscription": {"text": "..."}}}))
+                if (b.reply_after_seconds is not None and reply_task is None
+                        and len(sess.replies_started) < b.max_replies
+                        and turn_bytes >= b.reply_after_seconds * 32000):
+                    reply_task = asyncio.create_task(self._reply(ws, sess))
+                if reply_task is not None and reply_task.done():
+                    reply_task = None
+                    turn_bytes = 0
+        except Exception:  # noqa: BLE001 - the client went away
+            pass
+        finally:
+            sess.closed_at = time.monotonic()
+            if reply_task is not None:
+                reply_task.cancel()
+
+    async def _reply(self, ws, sess: Session) -> None:
+        b = self.behaviour
+        self._stop_reply = False
+        pcm = b.reply_pcm
+        sess.replies_started.append(time.monotonic())
+        for i in range(0, len(pcm), b.reply_chunk_bytes):
+            if self._stop_reply:
+                return
+            data = base64.b64encode(pcm[i : i + b.reply_chunk_bytes]).decode()
+            await ws.send(json.dumps({"serverContent": {"modelTurn": {"parts": [
+                {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": data}}]}}}))
+            if b.reply_pace:
+                await asyncio.sleep(b.reply_pace)
+        if not self._stop_reply:
+            await ws.send(json.dumps({"serverContent": {"generationComplete": True}}))
+            await ws.send(json.dumps({"serverContent": {"turnComplete": True}}))
