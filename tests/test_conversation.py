@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
 
 import numpy as np
-from conftest import read_wav, silence, tone
+from conftest import TEST_KEY, read_wav, silence, tone
 
 CONFIG = """
 [audio]
@@ -44,6 +45,8 @@ def test_wake_word_opens_one_session_and_nothing_said_is_lost(soundcard, standin
     # while the connection was still being set up.
     assert bytes(first.audio).find(command) >= 0, "the command did not arrive intact"
     assert first.setup["model"] == "models/test-model"
+    # The key was used (conftest checks that it appears in no log line).
+    assert first.headers.get("x-goog-api-key") == TEST_KEY
     # The reply reached the speaker PCM whole and in order.
     spoken = (tmp_path / "speaker.raw").read_bytes()
     assert spoken.find(reply) >= 0, "the reply did not reach the speaker intact"
@@ -109,3 +112,24 @@ def test_interrupted_stops_playback_within_100ms(soundcard, standin, run_daemon,
     assert len(standin.sessions[0].audio) > before
     assert standin.sessions[0].closed_at is None
     d.stop()
+
+
+def test_a_minute_without_the_wake_word_opens_no_session(standin, run_daemon, tmp_path):
+    """67 s of unrelated speech in noise, through the real capture path (ALSA file plugin, unpaced)."""
+    from test_wake import unrelated_speech_in_noise
+
+    audio = unrelated_speech_in_noise()
+    seconds = len(audio) / 32000
+    (tmp_path / "mic.raw").write_bytes(audio + silence(1.0))
+    d = run_daemon(CONFIG.format(speaker="spk_file", follow_up=2.0).replace("pv_mic", "mic_file"),
+                   extra_env=standin.env())
+    # The detector logs how much audio it has scored (debug): wait until it has had all of it.
+    def scored() -> float:
+        return max([float(m.group(1)) for line in d.lines
+                    if (m := re.search(r"wake: ([\d.]+) s of audio scored", line))] or [0.0])
+
+    standin.wait_for(lambda: scored() >= seconds + 1, 60, f"{seconds + 1:.0f} s of audio to be scored")
+    code, _ = d.stop()
+    assert code == 0
+    assert standin.sessions == []
+    assert d.count("heard '") == 0

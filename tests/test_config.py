@@ -1,0 +1,59 @@
+"""The documented default config and the settings models stay in step."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+from conftest import ROOT
+
+from pivoice import config
+from pivoice.errors import ConfigError
+
+
+def documented() -> dict:
+    return tomllib.loads((ROOT / "config" / "pivoice.toml").read_text())
+
+
+def test_documented_config_is_the_defaults():
+    assert config.parse(documented(), "config/pivoice.toml").model_dump() == config.Settings().model_dump()
+
+
+def test_every_key_is_documented_with_a_comment():
+    text = (ROOT / "config" / "pivoice.toml").read_text()
+    data = documented()
+    for section, model in config.Settings.model_fields.items():
+        if section == "source":
+            continue
+        assert section in data, f"[{section}] missing from config/pivoice.toml"
+        for key in model.annotation.model_fields:
+            assert key in data[section], f"{section}.{key} missing from config/pivoice.toml"
+            # a comment stands above the key, or above the group of keys it belongs to
+            above = text[: re.search(rf"^{key} =", text, re.M).start()].rstrip().splitlines()
+            while above and re.match(r"^\w+ =", above[-1]):
+                above.pop()
+            assert above and above[-1].startswith("#"), f"{section}.{key} has no comment above it"
+
+
+def test_absent_default_file_means_builtin_defaults(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "DEFAULT_PATH", tmp_path / "none.toml")
+    assert config.load(None) == config.Settings()
+
+
+@pytest.mark.parametrize("data,msg", [
+    ({"audio": {"input_device": ""}}, "'audio.input_device': String should have at least 1 character"),
+    ({"wake": {"models": []}}, "'wake.models': List should have at least 1 item"),
+    ({"wake": {"models": [" "]}}, "'wake.models': a model name is empty"),
+    ({"conversation": {"follow_up_seconds": -1}}, "'conversation.follow_up_seconds'"),
+    ({"log": {"level": "verbose"}}, "'log.level': Input should be 'debug', 'info', 'warning' or 'error'"),
+])
+def test_errors_name_the_key(data, msg):
+    with pytest.raises(ConfigError, match=re.escape(msg)):
+        config.parse(data, "test.toml")
+
+
+def test_several_problems_are_all_named():
+    with pytest.raises(ConfigError) as e:
+        config.parse({"wake": {"threshold": 2}, "x": 1}, "test.toml")
+    assert "wake.threshold" in e.value.message and "'x'" in e.value.message

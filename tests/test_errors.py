@@ -1,0 +1,79 @@
+"""Bad input: one clear line naming the problem and what to do, no traceback, the right exit code."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import TEST_KEY
+
+GOOD = """
+[audio]
+input_device = "mic_file"
+output_device = "spk_file"
+"""
+
+CASES = {
+    "malformed TOML": ("[wake\nthreshold = 0.5", 78, r"is not valid TOML"),
+    "unknown key": ("[wake]\nthresold = 0.6", 78, r"unknown key 'wake.thresold'"),
+    "unknown section": ("[wakeword]\nthreshold = 0.6", 78, r"unknown key 'wakeword'"),
+    "wrong type": ('[wake]\nthreshold = "high"', 78, r"'wake.threshold': Input should be a valid number.*'high'"),
+    "out of range": ("[wake]\nthreshold = 1.5", 78, r"'wake.threshold': Input should be less than 1"),
+    "list expected": ('[wake]\nmodels = "hey_jarvis"', 78, r"'wake.models': Input should be a valid list"),
+    "unknown wake model": ('[wake]\nmodels = ["hey_siri"]', 78, r"unknown wake word model 'hey_siri'. Built-in models: alexa, hey_jarvis"),
+    "missing model file": ('[wake]\nmodels = ["/nowhere/word.tflite"]', 78, r"model file /nowhere/word.tflite does not exist"),
+    "no such capture device": ('[audio]\ninput_device = "nope"\noutput_device = "spk_file"', 78,
+                               r"audio.input_device: there is no ALSA capture device named 'nope'. `arecord -L`"),
+    "no such playback device": ('[audio]\ninput_device = "mic_file"\noutput_device = "nada"', 78,
+                                r"audio.output_device: there is no ALSA playback device named 'nada'. `aplay -L`"),
+    "absent card": ('[audio]\ninput_device = "hw:7"\noutput_device = "spk_file"', 69,
+                    r"audio.input_device: cannot open the ALSA capture device 'hw:7'.*connected"),
+}
+
+
+def check_one_clear_error(d, code: int, pattern: str, expected_code: int):
+    assert code == expected_code, d.output
+    errors = [line for line in d.lines if " ERROR " in f" {line}"]
+    assert len(errors) == 1, d.output
+    import re
+
+    assert re.search(pattern, errors[0]), errors[0]
+    assert "Traceback" not in d.output
+    assert "ALSA lib" not in d.output  # alsa-lib's own stderr lines are routed to the debug log
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_config(case, run_daemon, tmp_path):
+    text, expected_code, pattern = CASES[case]
+    (tmp_path / "mic.raw").write_bytes(b"\0" * 64000)
+    d = run_daemon(text)
+    check_one_clear_error(d, d.wait_exit(), pattern, expected_code)
+
+
+def test_missing_config_file(run_daemon, tmp_path):
+    d = run_daemon(None, args=["run", "--config", str(tmp_path / "absent.toml")])
+    check_one_clear_error(d, d.wait_exit(), r"config file .*absent.toml does not exist", 78)
+
+
+def test_missing_api_key_names_the_three_ways(run_daemon):
+    d = run_daemon(GOOD, key=None)
+    check_one_clear_error(
+        d, d.wait_exit(),
+        r"no Gemini API key found.*GEMINI_API_KEY.*live.api_key_file.*systemd credential 'gemini-api-key'", 78)
+
+
+@pytest.mark.parametrize("content,pattern", [("", "is empty"), ("two words\n", "more than one word")])
+def test_bad_key_file(content, pattern, run_daemon, tmp_path):
+    key_file = tmp_path / "api-key"
+    key_file.write_text(content)
+    d = run_daemon(GOOD + f'[live]\napi_key_file = "{key_file}"\n', key=None)
+    check_one_clear_error(d, d.wait_exit(), pattern, 78)
+
+
+def test_key_from_systemd_credential_is_used_and_never_logged(run_daemon, standin, tmp_path):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "gemini-api-key").write_text(TEST_KEY + "\n")
+    d = run_daemon(GOOD + "[log]\nlevel = \"debug\"\n", key=None,
+                   extra_env={"CREDENTIALS_DIRECTORY": str(creds), **standin.env()}, args=["check"])
+    assert d.wait_exit() == 0, d.output
+    assert "API key from systemd credential gemini-api-key" in d.output
+    assert TEST_KEY not in d.output
