@@ -55,7 +55,7 @@ class Assistant:
         self.playback = playback
         self.detector = detector
         self.client = client
-        self.state = State.IDLE
+        self.state = State.STARTING
         self.session_id = 0
         self.listeners: list[Listener] = [log_transition]
         self._preroll = PreRoll(max(PREROLL_RING_SECONDS, settings.wake.pre_roll_seconds + 1.0))
@@ -183,6 +183,10 @@ class Assistant:
                 self._session.outgoing.put_nowait(item.pcm)
 
     # -- running ----------------------------------------------------------------------------------
+    @property
+    def wake_words(self) -> str:
+        return " or ".join(f"'{n.replace('_', ' ')}'" for n in self.detector.names)
+
     async def run(self) -> None:
         """Open the devices, listen until SIGINT/SIGTERM. Device and config errors raise UserError."""
         loop = asyncio.get_running_loop()
@@ -194,8 +198,7 @@ class Assistant:
             await self.detector.load()
             self.playback.start()
             self.capture.start(loop)
-            words = ", ".join(f"'{n.replace('_', ' ')}'" for n in self.detector.names)
-            log.info("ready: listening for %s", words, extra=fields(event="ready", state=self.state.value))
+            self.dispatch(Event.READY, words=self.wake_words)
             router = asyncio.create_task(self._route_audio(), name="audio-router")
             stopped = asyncio.create_task(self._stopped.wait())
             await asyncio.wait({router, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -215,6 +218,7 @@ class Assistant:
 
 
 _MESSAGES: dict[Event, str] = {
+    Event.READY: "ready: listening for {words}",
     Event.WAKE: "heard {name!r} (score {score:.2f}): connecting to the Live API",
     Event.CONNECTED: "session open in {setup_ms} ms: listening",
     Event.MODEL_AUDIO: "answering",

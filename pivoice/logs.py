@@ -35,7 +35,7 @@ def fields(**kw: Any) -> dict[str, Any]:
 
 
 # syslog priorities, for the "<N>" prefix that journald reads from a service's stderr
-_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
 
 class LineFormatter(logging.Formatter):
@@ -52,7 +52,7 @@ class LineFormatter(logging.Formatter):
         # One record, one line: a traceback (only ever for a bug) is folded onto it.
         text = redact(text).replace("\n", " | ")
         if self.priority_prefix:
-            text = f"<{_PRIORITY.get(record.levelno, 6)}>{text}"
+            text = f"<{PRIORITY.get(record.levelno, 6)}>{text}"
         return text
 
 
@@ -68,9 +68,15 @@ def _stderr_is_journal() -> bool:
 
 
 def setup(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    journal = _stderr_is_journal()
-    handler.setFormatter(LineFormatter(timestamps=not journal, priority_prefix=journal))
+    """Under systemd: journald with structured fields. Otherwise: stderr lines."""
+    from .systemd import JournalHandler, started_by_systemd
+
+    if started_by_systemd():
+        handler: logging.Handler = JournalHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        journal = _stderr_is_journal()
+        handler.setFormatter(LineFormatter(timestamps=not journal, priority_prefix=journal))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

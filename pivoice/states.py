@@ -4,7 +4,7 @@ Pure: no audio, sockets or clocks here, so every transition is testable on its o
 events in and runs the side effects (open or close a session, stop playback, reset the detector) that
 belong to the transition it gets back; LEDs, sounds, sd_notify STATUS= and log lines follow it too.
 
-    IDLE --wake / button--> CONNECTING --connected--> LISTENING <--> RESPONDING
+    STARTING --ready--> IDLE --wake / button--> CONNECTING --connected--> LISTENING <--> RESPONDING
       ^                                                   |
       +---- follow-up window passes, max duration, session ends or fails, stop ---+
 """
@@ -15,6 +15,7 @@ from enum import Enum
 
 
 class State(str, Enum):
+    STARTING = "starting"  # opening the devices and loading the wake-word models
     IDLE = "idle"  # listening for the wake word only; nothing leaves the device
     CONNECTING = "connecting"  # wake word heard; the Live session is being opened, audio is buffered
     LISTENING = "listening"  # in a conversation; the microphone streams to the Live API
@@ -23,6 +24,7 @@ class State(str, Enum):
 
 
 class Event(str, Enum):
+    READY = "ready"  # devices open, models loaded: listening for the wake word
     WAKE = "wake"  # the wake word was heard
     CONNECTED = "connected"  # the Live session is set up
     MODEL_AUDIO = "model_audio"  # the model started (or continued) speaking
@@ -37,6 +39,7 @@ class Event(str, Enum):
 IN_CONVERSATION = frozenset({State.CONNECTING, State.LISTENING, State.RESPONDING})
 
 _TABLE: dict[tuple[State, Event], State] = {
+    (State.STARTING, Event.READY): State.IDLE,
     (State.IDLE, Event.WAKE): State.CONNECTING,
     (State.CONNECTING, Event.CONNECTED): State.LISTENING,
     (State.LISTENING, Event.MODEL_AUDIO): State.RESPONDING,

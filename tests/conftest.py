@@ -170,8 +170,8 @@ def standin(tmp_path):
 class Daemon:
     """`python -m pivoice run` as a subprocess, its stderr collected line by line."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path):
-        self.proc = subprocess.Popen([sys.executable, "-m", "pivoice", *args], env=env, cwd=cwd,
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, wrap: list[str] | None = None):
+        self.proc = subprocess.Popen([*(wrap or []), sys.executable, "-m", "pivoice", *args], env=env, cwd=cwd,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -226,7 +226,7 @@ def run_daemon(tmp_path, home):
     started: list[Daemon] = []
 
     def start(config: str | None, *, extra_env: dict[str, str] | None = None, key: str | None = TEST_KEY,
-              args: list[str] | None = None) -> Daemon:
+              args: list[str] | None = None, wrap: list[str] | None = None) -> Daemon:
         env = {k: v for k, v in os.environ.items()
                if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "NOTIFY_SOCKET",
                             "JOURNAL_STREAM", "INVOCATION_ID", "CREDENTIALS_DIRECTORY")}
@@ -240,7 +240,7 @@ def run_daemon(tmp_path, home):
             cfg = tmp_path / "pivoice.toml"
             cfg.write_text(config)
             cmd += ["--config", str(cfg)]
-        d = Daemon(cmd, env, tmp_path)
+        d = Daemon(cmd, env, tmp_path, wrap)
         started.append(d)
         return d
 
@@ -249,3 +249,45 @@ def run_daemon(tmp_path, home):
         if d.proc.poll() is None:
             d.stop(signal.SIGKILL)
         assert TEST_KEY not in d.output, "the API key appeared in pivoice's output"
+
+
+class NotifySocket:
+    """An AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET; records (time, message)."""
+
+    def __init__(self, path: Path):
+        import socket
+
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            for line in data.decode().splitlines():
+                self.messages.append((time.monotonic(), line))
+
+    def lines(self, prefix: str = "") -> list[str]:
+        return [m for _, m in self.messages if m.startswith(prefix)]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    s = NotifySocket(tmp_path / "notify.sock")
+    yield s
+    s.close()

@@ -31,6 +31,11 @@ def _get(d: dict, *names):
     return None
 
 
+def _loud(pcm: bytes) -> bool:
+    samples = memoryview(pcm).cast("h") if len(pcm) % 2 == 0 else []
+    return any(abs(x) > 500 for x in samples)
+
+
 def _b64(data: str) -> bytes:
     data = data.replace("-", "+").replace("_", "/")
     return base64.b64decode(data + "=" * (-len(data) % 4))
@@ -44,7 +49,7 @@ class Behaviour:
     reply_pcm: bytes = b""  # 24 kHz s16le mono
     reply_chunk_bytes: int = 9600  # 200 ms per message
     reply_pace: float = 0.0  # seconds between reply messages (0: as fast as the socket takes them)
-    input_transcripts: bool = False  # send inputTranscription while audio arrives
+    input_transcripts: bool = False  # send inputTranscription while speech arrives
     max_replies: int = 1  # replies per session
 
 
@@ -159,7 +164,7 @@ class LiveStandIn:
                 pcm = _b64(_get(audio, "data"))
                 sess.audio += pcm
                 turn_bytes += len(pcm)
-                if b.input_transcripts:
+                if b.input_transcripts and _loud(pcm):  # as the real service: only while speech comes
                     await ws.send(json.dumps({"serverContent": {"inputTranscription": {"text": "..."}}}))
                 if (b.reply_after_seconds is not None and reply_task is None
                         and len(sess.replies_started) < b.max_replies
