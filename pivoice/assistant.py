@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +25,9 @@ from .audio.ring import PreRoll
 from .config import Settings
 from .live.session import Connected, Heard, Interrupted, LiveEvent, LiveSession, ModelAudio, SessionError, TurnComplete
 from .logs import fields
-from .states import IN_CONVERSATION, Event, State, next_state
-from .wake.detector import Detection, WakeDetector
+from .states import IN_CONVERSATION, INTERRUPTIONS, Event, State, next_state
+from .wake.detector import WakeDetector
+from .wake.echo import EchoGuard
 
 log = logging.getLogger("pivoice.assistant")
 
@@ -49,12 +49,13 @@ Listener = Callable[[Transition], None]
 
 class Assistant:
     def __init__(self, settings: Settings, capture: Capture, playback: Playback, detector: WakeDetector,
-                 client: Any):
+                 client: Any, echo: EchoGuard | None = None):
         self.settings = settings
         self.capture = capture
         self.playback = playback
         self.detector = detector
         self.client = client
+        self.echo = echo
         self.state = State.STARTING
         self.session_id = 0
         self.listeners: list[Listener] = [log_transition]
@@ -65,6 +66,11 @@ class Assistant:
         self._follow_up: asyncio.TimerHandle | None = None
         self._max_duration: asyncio.TimerHandle | None = None
         self._stopped = asyncio.Event()
+        self._closing: set[asyncio.Task] = set()  # sessions closing their sockets
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._newest = 0  # sample index of the end of the newest captured frame
+        self._press: tuple[State, int] | None = None  # state and capture index when the button went down
+        self._discard_turn = False  # after a local interruption: drop the rest of that turn's audio
 
     # -- the one place that changes state ---------------------------------------------------------
     def dispatch(self, event: Event, **info: Any) -> None:
@@ -83,28 +89,42 @@ class Assistant:
     def _effects(self, t: Transition) -> None:
         loop = asyncio.get_running_loop()
         conv = self.settings.conversation
-        if t.event is Event.WAKE:
-            self._open_session(t.info["detection"])
+        if t.new is State.CONNECTING:
+            # From the wake word: pre-roll before the detection; from the button: from the press.
+            det = t.info.get("detection")
+            start = (det.end - int(self.settings.wake.pre_roll_seconds * CAPTURE_RATE) if det is not None
+                     else t.info["from_index"])
+            self._open_session(start)
             t.session = self.session_id
             self._max_duration = loop.call_later(conv.max_seconds, self.dispatch, Event.MAX_DURATION)
         if t.old is State.RESPONDING:
             self._cancel(self._playout_task)
-            if t.event is Event.INTERRUPTED:
-                self.playback.stop()
+            if t.event in INTERRUPTIONS:
+                self._stop_playback()
+                # The server goes on with a turn it was not told was interrupted: drop the rest of it.
+                self._discard_turn = t.event is not Event.INTERRUPTED
+        if t.new is State.RESPONDING:
+            self.detector.reset()  # barge-in listens afresh
+            if self.echo is not None:
+                self.echo.reset()  # a new answer: a new reference stream
         if t.new is State.LISTENING:
             self._restart_follow_up()
         elif self._follow_up is not None:
             self._follow_up.cancel()
-        if t.new in (State.IDLE, State.STOPPED) and t.old in IN_CONVERSATION:
+        if t.old in IN_CONVERSATION and t.new not in IN_CONVERSATION:
             self._end_conversation()
+        if t.new is State.MUTED:
+            self._preroll.clear()  # nothing heard before the mute may leave after it
+        if t.old is State.MUTED:
+            self.detector.reset()
         if t.new is State.STOPPED:
             self._stopped.set()
 
     # -- conversations ----------------------------------------------------------------------------
-    def _open_session(self, detection: Detection) -> None:
+    def _open_session(self, start: int) -> None:
         self.session_id += 1
+        self._discard_turn = False
         session = LiveSession(self.client, self.settings.live, self._on_live_event)
-        start = detection.end - int(self.settings.wake.pre_roll_seconds * CAPTURE_RATE)
         for frame in self._preroll.since(start):
             session.outgoing.put_nowait(frame.pcm)
         self._session = session
@@ -124,11 +144,19 @@ class Assistant:
             if handle is not None:
                 handle.cancel()
         self._cancel(self._playout_task)
-        self._cancel(self._session_task)
+        if self._session_task is not None:
+            self._session_task.cancel()  # it closes its socket on the way out: let it finish that
+            self._closing.add(self._session_task)
+            self._session_task.add_done_callback(self._closing.discard)
         self._session = None
         self._session_task = None
-        self.playback.stop()
+        self._stop_playback()
         self.detector.reset()
+
+    def _stop_playback(self) -> None:
+        self.playback.stop()
+        if self.echo is not None:
+            self.echo.reset()
 
     def _restart_follow_up(self) -> None:
         if self._follow_up is not None:
@@ -143,14 +171,20 @@ class Assistant:
         if isinstance(ev, Connected):
             self.dispatch(Event.CONNECTED, setup_ms=round(ev.setup_ms))
         elif isinstance(ev, ModelAudio):
+            if self._discard_turn:
+                return
             if self.state is State.LISTENING:
                 self.dispatch(Event.MODEL_AUDIO)
             if self.state is State.RESPONDING:
                 self._cancel(self._playout_task)  # more audio: the turn goes on
-                self.playback.play(ev.pcm)
+                offset = self.playback.play(ev.pcm)
+                if self.echo is not None:
+                    self.echo.reference(offset, ev.pcm)
         elif isinstance(ev, Interrupted):
+            self._discard_turn = False
             self.dispatch(Event.INTERRUPTED)
         elif isinstance(ev, TurnComplete):
+            self._discard_turn = False
             if self.state is State.RESPONDING:
                 self._playout_task = asyncio.create_task(self._wait_played_out(), name="playout")
         elif isinstance(ev, Heard):
@@ -174,13 +208,23 @@ class Assistant:
             item = await self.capture.queue.get()
             if isinstance(item, CaptureError):
                 raise item
+            if self.state is State.MUTED:
+                continue  # the microphone is off: the audio goes nowhere, not even into the ring
+            self._newest = item.end
             self._preroll.append(item)
-            if self.state is State.IDLE:
-                hit = await self.detector.process(item)
-                if hit is not None and self.state is State.IDLE:
-                    self.dispatch(Event.WAKE, detection=hit)
-            elif self.state in IN_CONVERSATION and self._session is not None:
+            if self.state in IN_CONVERSATION and self._session is not None:
                 self._session.outgoing.put_nowait(item.pcm)
+            if self.state in (State.IDLE, State.RESPONDING):
+                hit = await self.detector.process(item)
+                if hit is None:
+                    continue
+                if self.state is State.IDLE:
+                    self.dispatch(Event.WAKE, detection=hit)
+                elif self.state is State.RESPONDING:
+                    if self.echo is not None and await self.echo.is_echo(item.at):
+                        self.detector.reset()
+                        continue
+                    self.dispatch(Event.BARGE_IN, detection=hit)
 
     # -- running ----------------------------------------------------------------------------------
     @property
@@ -189,9 +233,7 @@ class Assistant:
 
     async def run(self) -> None:
         """Open the devices, listen until SIGINT/SIGTERM. Device and config errors raise UserError."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.dispatch, Event.STOP)
+        loop = self._loop = asyncio.get_running_loop()
         try:
             self.capture.open()
             self.playback.open()
@@ -206,15 +248,46 @@ class Assistant:
                 router.result()  # re-raises a capture failure
             router.cancel()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
             if self.state is not State.STOPPED:
                 self.dispatch(Event.STOP)
-            if self._session_task is not None:
-                await asyncio.gather(self._session_task, return_exceptions=True)
+            if self._closing:
+                await asyncio.wait(self._closing, timeout=1.8)
             self.capture.close()
             self.playback.close()
             self.detector.close()
+            if self.echo is not None:
+                self.echo.close()
+
+    # -- entry points for other threads (GPIO callbacks) and signal handlers ------------------------
+    def _from_thread(self, fn, *args) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self) -> None:
+        self._from_thread(self.dispatch, Event.STOP)
+
+    def button_down(self) -> None:
+        self._from_thread(self._button_down)
+
+    def button_up(self, held: bool) -> None:
+        self._from_thread(self._button_up, held)
+
+    def mute_toggle(self) -> None:
+        self._from_thread(self.dispatch, Event.MUTE_TOGGLE)
+
+    def _button_down(self) -> None:
+        self._press = (self.state, self._newest)
+        self.dispatch(Event.BUTTON_DOWN)
+
+    def _button_up(self, held: bool) -> None:
+        press, self._press = self._press, None
+        if held or press is None:
+            return  # a long press: MUTE_TOGGLE did the work
+        if press[0] is State.IDLE:
+            # Push-to-talk: what was said from the moment the button went down is sent.
+            self.dispatch(Event.TAP, from_index=press[1])
+        elif press[0] is State.MUTED:
+            log.info("muted: hold the button to unmute", extra=fields(event="button", state=self.state.value))
 
 
 _MESSAGES: dict[Event, str] = {
@@ -223,6 +296,10 @@ _MESSAGES: dict[Event, str] = {
     Event.CONNECTED: "session open in {setup_ms} ms: listening",
     Event.MODEL_AUDIO: "answering",
     Event.INTERRUPTED: "answer interrupted: listening",
+    Event.BARGE_IN: "heard {name!r} over the answer (score {score:.2f}): answer stopped, listening",
+    Event.BUTTON_DOWN: "button pressed: {what}",
+    Event.TAP: "button tapped: connecting to the Live API",
+    Event.MUTE_TOGGLE: "{what}",
     Event.TURN_DONE: "answer played: listening for a follow-up",
     Event.FOLLOW_UP_TIMEOUT: "no follow-up: conversation over, waiting for the wake word",
     Event.MAX_DURATION: "conversation reached conversation.max_seconds: ended",
@@ -236,6 +313,11 @@ def log_transition(t: Transition) -> None:
     det = info.pop("detection", None)
     if det is not None:
         info.update(name=det.name, score=det.score)
+    if t.event is Event.BUTTON_DOWN:
+        info["what"] = {State.LISTENING: "answer stopped, listening", State.IDLE: "conversation ended"}[t.new]
+    if t.event is Event.MUTE_TOGGLE:
+        info["what"] = ("muted: the microphone is off" if t.new is State.MUTED
+                        else "unmuted: listening for the wake word")
     level = logging.INFO
     if t.event is Event.SESSION_ENDED and info.get("reason") != "the session ended":
         level = logging.WARNING

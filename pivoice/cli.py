@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
-import time
 from pathlib import Path
 
 from . import __version__, config, logs
@@ -49,45 +47,9 @@ def _prepare(args: argparse.Namespace):
 
 
 async def _run(settings, key) -> None:
-    from .assistant import Assistant
-    from .audio.capture import Capture
-    from .audio.playback import Playback
-    from .credentials import find_api_key
-    from .live.session import make_client
-    from .systemd import Notifier, status_listener
-    from .wake.detector import WakeDetector
+    from .daemon import build
 
-    assistant = Assistant(
-        settings,
-        Capture(settings.audio.input_device),
-        Playback(settings.audio.output_device),
-        WakeDetector(settings.wake.models, settings.wake.threshold),
-        make_client(key, settings.live),
-    )
-    notifier = Notifier()
-    assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
-
-    def reload() -> None:
-        """SIGHUP / `systemctl reload pivoice`: read the API key again (for the next conversation)."""
-        notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        try:
-            new_key = find_api_key(settings.live.api_key_file)
-            logs.register_secret(new_key.value)
-            assistant.client = make_client(new_key, settings.live)
-            log.info("reloaded: API key from %s", new_key.source, extra=logs.fields(event="reload"))
-        except UserError as e:
-            log.error("reload failed, keeping the previous API key: %s", e.message, extra=logs.fields(event="reload"))
-        finally:
-            notifier.send("READY=1")
-
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    watchdog = asyncio.create_task(notifier.watchdog(), name="watchdog")
-    try:
-        await assistant.run()
-    finally:
-        watchdog.cancel()
-        loop.remove_signal_handler(signal.SIGHUP)
+    await build(settings, key).run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,19 @@ class ConversationSettings(_Section):
     max_seconds: float = Field(300.0, gt=0.0, le=3600.0)
 
 
+class GpioSettings(_Section):
+    enabled: bool = True
+    led: Literal["none", "led", "pwm", "rgb"] = "none"
+    # BCM GPIO numbers. led_pins: one pin for "led"/"pwm", three (red, green, blue) for "rgb".
+    led_pins: list[int] = Field(default_factory=list)
+    led_active_high: bool = True
+    button_pin: int | None = None
+    button_pull_up: bool = True
+    button_bounce_ms: int = Field(30, ge=0, le=1000)
+    long_press_seconds: float = Field(2.0, gt=0.2, le=10.0)
+    mute_pin: int | None = None
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -67,6 +80,7 @@ class Settings(_Section):
     wake: WakeSettings = WakeSettings()
     live: LiveSettings = LiveSettings()
     conversation: ConversationSettings = ConversationSettings()
+    gpio: GpioSettings = GpioSettings()
     log: LogSettings = LogSettings()
     # Where the settings came from, for messages ("built-in defaults" when no file).
     source: str = Field("built-in defaults", exclude=True)

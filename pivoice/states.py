@@ -4,9 +4,14 @@ Pure: no audio, sockets or clocks here, so every transition is testable on its o
 events in and runs the side effects (open or close a session, stop playback, reset the detector) that
 belong to the transition it gets back; LEDs, sounds, sd_notify STATUS= and log lines follow it too.
 
-    STARTING --ready--> IDLE --wake / button--> CONNECTING --connected--> LISTENING <--> RESPONDING
-      ^                                                   |
-      +---- follow-up window passes, max duration, session ends or fails, stop ---+
+    STARTING --ready--> IDLE --wake / tap--> CONNECTING --connected--> LISTENING <--> RESPONDING
+                          ^                                                 |
+                          +-- follow-up window passes, press, max duration, session ends or fails
+
+    Any state but STARTING/STOPPED --hold (long press) / mute button--> MUTED --hold--> IDLE
+
+Interruptions (RESPONDING -> LISTENING): the server's `interrupted`, a button press, or the wake word
+said by a person over the answer (barge-in).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ class State(str, Enum):
     CONNECTING = "connecting"  # wake word heard; the Live session is being opened, audio is buffered
     LISTENING = "listening"  # in a conversation; the microphone streams to the Live API
     RESPONDING = "responding"  # the model's answer is playing (the microphone still streams)
+    MUTED = "muted"  # microphone off: no audio leaves the device, the wake word is not listened for
     STOPPED = "stopped"  # shutting down
 
 
@@ -33,14 +39,27 @@ class Event(str, Enum):
     FOLLOW_UP_TIMEOUT = "follow_up_timeout"  # nobody spoke within the follow-up window
     MAX_DURATION = "max_duration"  # the conversation reached conversation.max_seconds
     SESSION_ENDED = "session_ended"  # the session closed or failed (the reason is logged with it)
+    BARGE_IN = "barge_in"  # a person said the wake word over the answer
+    BUTTON_DOWN = "button_down"  # the talk button went down (interrupts, or ends a conversation)
+    TAP = "tap"  # the talk button was pressed and released (not held) while idle: push-to-talk
+    MUTE_TOGGLE = "mute_toggle"  # the talk button held (long press), or the mute button pressed
     STOP = "stop"  # SIGINT / SIGTERM
 
+
+#: the interruptions: playback stops at once and the session keeps listening
+INTERRUPTIONS = frozenset({Event.INTERRUPTED, Event.BUTTON_DOWN, Event.BARGE_IN})
 
 IN_CONVERSATION = frozenset({State.CONNECTING, State.LISTENING, State.RESPONDING})
 
 _TABLE: dict[tuple[State, Event], State] = {
     (State.STARTING, Event.READY): State.IDLE,
     (State.IDLE, Event.WAKE): State.CONNECTING,
+    (State.IDLE, Event.TAP): State.CONNECTING,
+    (State.CONNECTING, Event.BUTTON_DOWN): State.IDLE,
+    (State.LISTENING, Event.BUTTON_DOWN): State.IDLE,
+    (State.RESPONDING, Event.BUTTON_DOWN): State.LISTENING,
+    (State.RESPONDING, Event.BARGE_IN): State.LISTENING,
+    (State.MUTED, Event.MUTE_TOGGLE): State.IDLE,
     (State.CONNECTING, Event.CONNECTED): State.LISTENING,
     (State.LISTENING, Event.MODEL_AUDIO): State.RESPONDING,
     (State.RESPONDING, Event.INTERRUPTED): State.LISTENING,
@@ -55,4 +74,6 @@ def next_state(state: State, event: Event) -> State | None:
         return State.STOPPED if state is not State.STOPPED else None
     if state in IN_CONVERSATION and event in (Event.MAX_DURATION, Event.SESSION_ENDED):
         return State.IDLE
+    if event is Event.MUTE_TOGGLE and (state is State.IDLE or state in IN_CONVERSATION):
+        return State.MUTED
     return _TABLE.get((state, event))

@@ -11,7 +11,7 @@ mkdir -p "$out"
 
 say() {  # say VOICE SPEED TEXT OUT.wav  -> 16 kHz mono s16 WAV, no padding
   espeak-ng -v "$1" -s "$2" -w "$tmp/raw.wav" "$3"
-  sox -q "$tmp/raw.wav" -r 16000 -c 1 -b 16 -e signed-integer "$4"
+  sox -q -D "$tmp/raw.wav" -r 16000 -c 1 -b 16 -e signed-integer "$4"
 }
 silence() {  # silence SECONDS OUT.wav
   sox -q -n -r 16000 -c 1 -b 16 -e signed-integer "$2" trim 0 "$1"
@@ -26,7 +26,11 @@ say en-us 160 "and what about Paris" "$out/command_paris.wav"
 
 # The reply a stand-in server speaks (24 kHz, as the Live API sends it).
 espeak-ng -v en-us+f2 -s 170 -w "$tmp/raw.wav" "It is nine in the morning in Tokyo. Is there anything else I can help you with today?"
-sox -q "$tmp/raw.wav" -r 24000 -c 1 -b 16 -e signed-integer "$out/reply_24k.wav"
+sox -q -D "$tmp/raw.wav" -r 24000 -c 1 -b 16 -e signed-integer "$out/reply_24k.wav"
+
+# A reply that says the wake word itself: pivoice must not interrupt itself when it hears it back.
+espeak-ng -v en-us+f2 -s 170 -w "$tmp/raw.wav" "Sure. I am your assistant. You can wake me by saying hey jarvis, and then ask me anything you like about the weather or the news."
+sox -q -D "$tmp/raw.wav" -r 24000 -c 1 -b 16 -e signed-integer "$out/reply_says_wake_24k.wav"
 
 # About a minute of unrelated speech (no wake word), kept as FLAC to stay small; the tests mix
 # seeded noise into it.
@@ -51,6 +55,6 @@ en-gb-x-rp|150|The children played football in the park until it was too dark to
 en-us+f2|160|Please remember to switch off the lights and lock the back door when you leave the house.
 TXT
 silence 1 "$tmp/lead.wav"
-sox -q "$tmp/lead.wav" "${parts[@]}" "$out/unrelated_speech.flac"
+sox -q -D "$tmp/lead.wav" "${parts[@]}" "$out/unrelated_speech.flac"
 soxi -D "$out/unrelated_speech.flac"
 ls -la "$out"

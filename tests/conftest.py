@@ -67,6 +67,8 @@ class SoundCard:
         self._stop = threading.Event()
         self._feeder: threading.Thread | None = None
         self.fed_samples = 0  # samples written so far, clips and silence
+        self._echo = None
+        self.fed = bytearray()  # everything the microphone heard
 
     def start(self) -> SoundCard:
         env = {**os.environ, "XDG_RUNTIME_DIR": str(self.runtime), "HOME": str(self.runtime)}
@@ -93,13 +95,42 @@ class SoundCard:
                 chunk = bytes(self._pending[: self.CHUNK])
                 del self._pending[: self.CHUNK]
             chunk += b"\0" * (self.CHUNK - len(chunk))
+            if self._echo is not None:
+                chunk = self._add_echo(chunk)
             try:
                 self._fifo.write(chunk)
             except OSError:
                 return
+            self.fed += chunk
             self.fed_samples += self.CHUNK // 2
             next_t += 0.02
             time.sleep(max(0.0, next_t - time.monotonic()))
+
+    def feed_back(self, rec: SpeakerRecorder, gain: float, delay: float, noise_rms: float) -> None:
+        """From now on the microphone also hears the speaker, as a mic next to it would: what the speaker
+        played (as recorded from its monitor), `delay` s later (on top of the monitor's own latency),
+        scaled by `gain`, plus white room noise of `noise_rms`."""
+        import soxr
+
+        self._echo = {"rec": rec, "gain": gain, "delay": int(delay * 24000), "noise": noise_rms,
+                      "rng": np.random.default_rng(3), "pos": None, "buf": np.zeros(0, np.float32),
+                      "rs": soxr.ResampleStream(24000, 16000, 1, dtype="float32")}
+
+    def _add_echo(self, chunk: bytes) -> bytes:
+        e = self._echo
+        newest = len(e["rec"].data) // 2
+        if e["pos"] is None:
+            e["pos"] = max(0, newest - e["delay"])
+        take = max(0, min(480, newest - e["pos"]))
+        seg = np.frombuffer(bytes(e["rec"].data[e["pos"] * 2 : (e["pos"] + take) * 2]), "<i2").astype(np.float32)
+        e["pos"] += take
+        seg = np.concatenate([seg, np.zeros(480 - take, np.float32)])
+        e["buf"] = np.concatenate([e["buf"], e["rs"].resample_chunk(seg)])
+        n = self.CHUNK // 2
+        echo, e["buf"] = e["buf"][:n], e["buf"][n:]
+        echo = np.concatenate([echo, np.zeros(n - echo.size, np.float32)])
+        x = np.frombuffer(chunk, "<i2").astype(np.float32) + e["gain"] * echo + e["rng"].normal(0, e["noise"], n)
+        return np.clip(x, -32768, 32767).astype("<i2").tobytes()
 
     def say(self, pcm: bytes) -> float:
         """Queue 16 kHz audio for the microphone; returns how long until it has all been heard (s)."""
@@ -291,3 +322,146 @@ def notify_socket(tmp_path):
     s = NotifySocket(tmp_path / "notify.sock")
     yield s
     s.close()
+
+
+class SpeakerRecorder:
+    """parec on the null sink's monitor, read as it comes, each chunk stamped with its arrival time."""
+
+    def __init__(self, card: SoundCard, tmp_path: Path, level: int = 2000):
+        self.proc = card.record_speaker(tmp_path / "speaker-rec.raw")
+        self.level = level
+        self.data = bytearray()
+        self.stamps: list[tuple[float, int]] = []  # (time.monotonic(), samples received by then)
+        self.listeners: list = []  # called with (self) after each chunk
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while True:
+            chunk = self.proc.stdout.read1(4800)
+            if not chunk:
+                return
+            self.data.extend(chunk)
+            self.stamps.append((time.monotonic(), len(self.data) // 2))
+            for fn in list(self.listeners):
+                fn(self)
+
+    @property
+    def samples(self) -> np.ndarray:
+        return np.frombuffer(bytes(self.data[: len(self.data) // 2 * 2]), "<i2")
+
+    def position_at(self, t: float) -> int:
+        """How many samples had arrived at time `t` (the recording position of that moment)."""
+        pos = 0
+        for when, n in self.stamps:
+            if when > t:
+                break
+            pos = n
+        return pos
+
+    def loud_after(self, t: float) -> float:
+        """Milliseconds of loud audio recorded after moment `t` (from there to the last loud sample)."""
+        loud = np.flatnonzero(np.abs(self.samples) > self.level)
+        if loud.size == 0:
+            return 0.0
+        return max(0.0, (loud[-1] - self.position_at(t)) / 24)
+
+    def loud_span(self) -> float:
+        """Seconds from the first loud sample to the last."""
+        loud = np.flatnonzero(np.abs(self.samples) > self.level)
+        return (loud[-1] - loud[0]) / 24000 if loud.size else 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self._thread.join(3)
+
+
+class InProcessDaemon:
+    """pivoice's real daemon (pivoice.daemon.build) on an event loop in a thread of the test process, so
+    a test can drive gpiozero's mock pins. Devices, models and the Live client are the real ones."""
+
+    def __init__(self, config_text: str):
+        import tomllib
+
+        from pivoice import config
+        from pivoice.credentials import ApiKey
+        from pivoice.daemon import build
+
+        self.settings = config.parse(tomllib.loads(config_text), "test")
+        self.daemon = build(self.settings, ApiKey(TEST_KEY, "test"))
+        self.assistant = self.daemon.assistant
+        self.transitions: list[tuple[float, object]] = []
+        self.assistant.listeners.append(lambda t: self.transitions.append((time.monotonic(), t)))
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import asyncio
+
+        try:
+            asyncio.run(self.daemon.run(signals=False))
+        except BaseException as e:  # noqa: BLE001
+            self.error = e
+
+    def events(self) -> list[str]:
+        return [t.event.value for _, t in self.transitions]
+
+    def when(self, event: str, after: float = 0.0) -> float:
+        return next(at for at, t in self.transitions if t.event.value == event and at >= after)
+
+    def wait_event(self, event: str, timeout: float = 15.0, after: float = 0.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.error:
+                raise self.error
+            for at, t in self.transitions:
+                if t.event.value == event and at >= after:
+                    return at
+            time.sleep(0.01)
+        raise AssertionError(f"no {event!r} within {timeout} s; events so far: {self.events()}")
+
+    def wait_state(self, state: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.assistant.state.value != state and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.assistant.state.value == state, f"state {self.assistant.state.value}, events {self.events()}"
+
+    def stop(self) -> None:
+        self.assistant.stop()
+        self._thread.join(5)
+        assert not self._thread.is_alive(), "the daemon did not stop"
+        if self.error:
+            raise self.error
+
+
+@pytest.fixture
+def mock_pins():
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    old = Device.pin_factory
+    Device.pin_factory = MockFactory(pin_class=MockPWMPin)
+    yield Device.pin_factory
+    Device.pin_factory.reset()
+    Device.pin_factory = old
+
+
+@pytest.fixture
+def in_process(monkeypatch, home, standin):
+    """Start pivoice in this process, against the stand-in and the test PCMs (given a config)."""
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home))
+    for k, v in standin.env().items():
+        monkeypatch.setenv(k, v)
+    started: list[InProcessDaemon] = []
+
+    def start(config_text: str) -> InProcessDaemon:
+        d = InProcessDaemon(config_text)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        if d._thread.is_alive():
+            d.stop()

@@ -48,8 +48,9 @@ def test_wake_word_opens_one_session_and_nothing_said_is_lost(soundcard, standin
     # The key was used (conftest checks that it appears in no log line).
     assert first.headers.get("x-goog-api-key") == TEST_KEY
     # The reply reached the speaker PCM whole and in order.
-    spoken = (tmp_path / "speaker.raw").read_bytes()
-    assert spoken.find(reply) >= 0, "the reply did not reach the speaker intact"
+    # (ALSA's file plugin writes the file behind the device's buffer: give it a moment.)
+    standin.wait_for(lambda: (tmp_path / "speaker.raw").read_bytes().find(reply) >= 0, 2,
+                     "the reply to reach the speaker intact")
     # The follow-up window (2 s) passed after the answer, then the session was closed.
     assert first.closed_at - first.replies_started[0] >= 2.0
 

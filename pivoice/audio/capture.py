@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 
 from .alsa import PcmParams, open_pcm
 from .convert import Converter
@@ -80,7 +81,7 @@ class Capture:
                     continue
                 if self._convert is not None:
                     data = self._convert(data)
-                frame = Frame(index, data)
+                frame = Frame(index, data, time.monotonic())
                 index = frame.end
                 if not self._put(loop, frame):
                     return

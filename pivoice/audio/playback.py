@@ -7,9 +7,12 @@ drop, not drain. Everything queued behind it is discarded too.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import queue
 import threading
+import time
+from collections import deque
 import alsaaudio
 
 from .alsa import PcmParams, open_pcm
@@ -28,8 +31,11 @@ class Playback:
         self.key = key
         self._pcm = None
         self._convert: Converter | None = None
-        self._period_bytes = PERIOD_FRAMES * 2
-        self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, bytes]] = queue.SimpleQueue()
+        # The played stream's timeline, in 24 kHz samples since start: `queued` counts what play() was
+        # given; each period written leaves a mark (end offset, when its last sample will be heard).
+        self.queued = 0
+        self._marks: deque[tuple[int, float]] = deque(maxlen=4096)
         self._flush = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -37,6 +43,7 @@ class Playback:
         self._lock = threading.Lock()  # makes "queue empty -> idle" atomic against play()
         self._thread: threading.Thread | None = None
         self._buffer_frames = PERIOD_FRAMES * PERIODS
+        self._device_rate = RATE
         self.failed: str | None = None
 
     def open(self) -> None:
@@ -44,11 +51,11 @@ class Playback:
         info = self._pcm.info()
         rate, channels = int(info["rate"]), int(info["channels"])
         self._buffer_frames = int(info["buffer_size"])
+        self._device_rate = rate
         if (rate, channels) != (RATE, 1):
             log.info("playback device %s runs at %d Hz, %d channel(s): converting from 24 kHz mono",
                      self.device, rate, channels)
             self._convert = Converter(RATE, 1, rate, channels)
-            self._period_bytes = int(info["period_size"]) * 2 * channels
         log.info("playback open: %s, period %d frames, buffer %d frames",
                  self.device, info["period_size"], info["buffer_size"])
 
@@ -57,12 +64,26 @@ class Playback:
         self._thread.start()
 
     # -- called from the event loop ---------------------------------------------------------------
-    def play(self, pcm: bytes) -> None:
-        """Queue 24 kHz mono s16le audio; returns at once."""
-        if pcm:
-            with self._lock:
-                self._queue.put(pcm)
+    def play(self, pcm: bytes) -> int:
+        """Queue 24 kHz mono s16le audio; returns at once, with the stream offset of its first sample."""
+        with self._lock:
+            offset = self.queued
+            if pcm:
+                self.queued += len(pcm) // 2
+                self._queue.put((offset, pcm))
                 self._idle.clear()
+            return offset
+
+    def heard_at(self, offset: int) -> float | None:
+        """When the sample at stream `offset` comes out of the speaker (time.monotonic()), or None if it
+        has not been written to the device (yet, or ever: dropped by a stop)."""
+        with self._lock:
+            marks = list(self._marks)
+        i = bisect.bisect_left(marks, offset, key=lambda m: m[0])
+        if i == len(marks) or marks[i][0] - offset >= PERIOD_FRAMES:
+            return None  # not written yet, or dropped
+        end, t = marks[i]
+        return t - (end - offset) / RATE
 
     def stop(self) -> None:
         """Silence now: drop what is queued and what the device holds."""
@@ -92,19 +113,21 @@ class Playback:
                     self._idle.set()
                     continue
                 try:
-                    chunk = self._queue.get(timeout=0.01)
+                    offset, chunk = self._queue.get(timeout=0.01)
                 except queue.Empty:
                     if not self._idle.is_set() and self._played_out():
                         with self._lock:
                             if self._queue.empty():
                                 self._idle.set()
                     continue
-                data = self._convert(chunk) if self._convert else chunk
                 # A period at a time, so a stop waits for at most one period's write.
-                for start in range(0, len(data), self._period_bytes):
+                step = PERIOD_FRAMES * 2
+                for start in range(0, len(chunk), step):
                     if self._flush.is_set() or self._stop.is_set():
                         break
-                    self._write(data[start : start + self._period_bytes])
+                    piece = chunk[start : start + step]
+                    self._write(self._convert(piece) if self._convert else piece)
+                    self._mark(offset + (start + len(piece)) // 2)
         except Exception as e:  # noqa: BLE001 - reported, and the assistant keeps going without sound
             self.failed = f"playback device {self.device} failed: {e}"
             log.error("%s; answers cannot be heard until pivoice restarts", self.failed)
@@ -112,6 +135,14 @@ class Playback:
 
     def _write(self, data: bytes) -> None:
         self._pcm.write(data)
+
+    def _mark(self, end_offset: int) -> None:
+        try:
+            pending = max(0, self._buffer_frames - self._pcm.avail()) / self._device_rate
+        except Exception:  # noqa: BLE001
+            pending = self._buffer_frames / self._device_rate
+        with self._lock:
+            self._marks.append((end_offset, time.monotonic() + pending))
 
     def _played_out(self) -> bool:
         try:

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Frame:
-    """One capture period, 16 kHz mono s16le; `index` counts samples from the start of capture."""
+    """One capture period, 16 kHz mono s16le; `index` counts samples from the start of capture, `at` is
+    when it was read (time.monotonic(), about when its last sample was heard)."""
 
     index: int
     pcm: bytes
+    at: float = 0.0
 
     @property
     def end(self) -> int:
@@ -30,6 +32,9 @@ class PreRoll:
         while self._frames and frame.end - self._frames[0].end >= self._keep:
             self._frames.popleft()
 
+    def clear(self) -> None:
+        self._frames.clear()
+
     def since(self, index: int) -> list[Frame]:
         """The frames from sample `index` on; the first is cut to start exactly at `index`."""
         out = []
@@ -37,6 +42,6 @@ class PreRoll:
             if f.end <= index:
                 continue
             if f.index < index:
-                f = Frame(index, f.pcm[(index - f.index) * 2 :])
+                f = Frame(index, f.pcm[(index - f.index) * 2 :], f.at)
             out.append(f)
         return out

@@ -1,0 +1,133 @@
+"""Shared by the bench/ scripts: paths, the machine header, tables, statistics, process accounting.
+
+The scripts reuse the test harness (tests/conftest.py: the PulseAudio virtual sound card, the clips;
+tests/standin.py: the Live API stand-in) instead of copying it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+TESTS = ROOT / "tests"
+for p in (str(ROOT), str(TESTS)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- the header every table starts with ----------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):  # x86 / Raspberry Pi
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "-"
+
+
+def git_state() -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+                                "pivoice"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes in pivoice/' if dirty else ''}"
+
+
+def header(title: str, command: str) -> str:
+    now = datetime.datetime.now().astimezone()
+    load = os.getloadavg()
+    versions = ", ".join(f"{d} {_version(d)}" for d in
+                         ("pivoice", "ai-edge-litert", "numpy", "pyalsaaudio", "google-genai", "pyopen-wakeword"))
+    lines = [
+        f"== {title} ==",
+        f"date     {now:%Y-%m-%d %H:%M %Z}",
+        f"command  {command}",
+        f"machine  {platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}, "
+        f"kernel {platform.release()}, load average at start {load[0]:.2f}",
+        f"python   {platform.python_version()}; {versions}",
+        f"pivoice  git {git_state()}",
+    ]
+    return "\n".join(lines)
+
+
+def table(rows: list[list[str]], head: list[str], align: str | None = None) -> str:
+    """A plain-text table; `align` is one letter per column, l or r (default: first l, rest r)."""
+    align = align or "l" + "r" * (len(head) - 1)
+    cells = [head] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+
+    def fmt(r):
+        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(head), sep] + [fmt(r) for r in cells[1:]])
+
+
+# -- statistics -----------------------------------------------------------------------------------
+def median(xs) -> float:
+    return float(np.median(xs)) if len(xs) else float("nan")
+
+
+def p95(xs) -> float:
+    """95th percentile, numpy's default (linear interpolation between the two nearest samples)."""
+    return float(np.percentile(xs, 95)) if len(xs) else float("nan")
+
+
+# -- processes ------------------------------------------------------------------------------------
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_mib(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def require(*programs: str) -> None:
+    """Exit with a clear message when the test tools the benchmarks reuse are missing."""
+    import importlib.util
+    import shutil
+
+    missing = [p for p in programs if shutil.which(p) is None]
+    missing += [m for m in ("pytest", "trustme", "websockets") if importlib.util.find_spec(m) is None]
+    if missing:
+        sys.exit(f"missing: {', '.join(missing)}. The benchmarks reuse the test harness: run "
+                 f"`bash scripts/setup.sh --dev` first, then run this with .venv/bin/python.")
+
+
+def venv_python() -> str:
+    """The project's venv interpreter (the one the README's setup makes), else this one."""
+    p = ROOT / ".venv" / "bin" / "python"
+    return str(p) if p.exists() else sys.executable
+
+
+def decode_flac(path: Path) -> bytes:
+    return subprocess.run(["sox", str(path), "-t", "raw", "-r", "16000", "-c", "1", "-b", "16",
+                           "-e", "signed-integer", "-"], check=True, capture_output=True).stdout

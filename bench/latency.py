@@ -1,0 +1,444 @@
+"""Benchmark 2: the latencies a user feels, over --conversations conversations (default 20), through the
+virtual sound card of the tests (PulseAudio: a pipe-source microphone fed in real time, a null-sink
+speaker recorded by parec) and the Live API stand-in (tests/standin.py), with pivoice itself running as
+`python -m pivoice run` on the ALSA PCMs pv_mic / pv_spk, as the tests run it.
+
+Each conversation: "hey jarvis" + "what time is it in Tokyo" into the microphone; the stand-in answers
+with a continuous tone (200 ms messages, sent faster than real time, as the Live API does); once one
+second of the answer has reached the speaker the stand-in sends `interrupted`; the follow-up window
+(1.5 s) passes and the daemon goes back to waiting for the wake word.
+
+Measured, all on this process's monotonic clock:
+  - wake-word end: when the 20 ms chunk holding the last voiced sample of "hey jarvis" was written
+    into the microphone pipe;
+  - detection: the timestamp of pivoice's "heard 'hey_jarvis'" log line (wall clock, ms);
+  - first post-wake audio at the stand-in: when the WebSocket message carrying the first sample after
+    the wake word's end arrived (the stand-in's received audio is matched to the microphone's by the
+    command's samples, which arrive bit-exact);
+  - first reply chunk -> speaker: from the stand-in sending its first audio message to that audio's
+    first sample reaching parec on speaker.monitor;
+  - interrupt -> silence: from the stand-in sending `interrupted` to the last sample of the answer
+    reaching parec.
+Times at the speaker are those at which parec received each sample: they include the virtual card's
+own latency (ALSA pulse plugin, null sink, monitor, parec). A probe measures that latency in the same run
+by writing a tone straight to pv_spk with pyalsaaudio, with pivoice's period and buffer sizes.
+
+    .venv/bin/python bench/latency.py [--conversations 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+import _common as c
+
+LOUD = 2000  # |sample| above this is the answer (the tone peaks at ~9800; the card is silent otherwise)
+SPK_RATE = 24000
+FOLLOW_UP = 1.5  # s: the answer must start within it (it does, ~0.4 s after connecting)
+
+CONFIG = """
+[audio]
+input_device = "pv_mic"
+output_device = "pv_spk"
+[conversation]
+follow_up_seconds = {follow_up}
+[live]
+model = "bench-model"
+[log]
+level = "info"
+"""
+
+
+# -- instrumented test harness (subclasses; tests/ is not modified) --------------------------------
+def harness():
+    from conftest import SoundCard
+    from standin import LiveStandIn
+
+    class TimedCard(SoundCard):
+        """The tests' SoundCard, recording when each 20 ms chunk went into the microphone pipe."""
+
+        def __init__(self, runtime: Path):
+            super().__init__(runtime)
+            self.consumed = 0  # samples taken for the pipe so far (queued audio and padding silence)
+            self.writes: list[tuple[float, float, int]] = []  # (monotonic, wall, first sample) per chunk
+
+        def _feed(self) -> None:
+            next_t = time.monotonic()
+            while not self._stop.is_set():
+                with self._lock:
+                    chunk = bytes(self._pending[: self.CHUNK])
+                    del self._pending[: self.CHUNK]
+                    first = self.consumed
+                    self.consumed += self.CHUNK // 2
+                chunk += b"\0" * (self.CHUNK - len(chunk))
+                try:
+                    self._fifo.write(chunk)
+                except OSError:
+                    return
+                self.writes.append((time.monotonic(), time.time(), first))
+                self.fed_samples += self.CHUNK // 2
+                next_t += 0.02
+                time.sleep(max(0.0, next_t - time.monotonic()))
+
+        def say_at(self, pcm: bytes) -> int:
+            """Queue audio; returns the microphone sample index at which it starts."""
+            with self._lock:
+                start = self.consumed + len(self._pending) // 2
+                self._pending += pcm
+            return start
+
+        def written(self, sample: int) -> tuple[float, float] | None:
+            """(monotonic, wall) time at which `sample` was in the pipe."""
+            k = sample // (self.CHUNK // 2)  # chunk k holds samples k*320 .. k*320+319
+            if k < len(self.writes):
+                t, w, first = self.writes[k]
+                assert first <= sample < first + self.CHUNK // 2
+                return t, w
+            return None
+
+    class TimedBytes(bytearray):
+        """A session's received audio that remembers when each piece arrived."""
+
+        def __init__(self):
+            super().__init__()
+            self.arrivals: list[tuple[float, int]] = []  # (monotonic, byte length after it)
+
+        def __iadd__(self, other):
+            super().__iadd__(other)
+            self.arrivals.append((time.monotonic(), len(self)))
+            return self
+
+    class TimedSessions(list):
+        def append(self, sess) -> None:
+            sess.audio = TimedBytes()
+            super().append(sess)
+
+    class TimedStandIn(LiveStandIn):
+        def __init__(self, tmp_path: Path):
+            super().__init__(tmp_path)
+            self.sessions = TimedSessions()
+
+    return TimedCard, TimedStandIn
+
+
+class Speaker:
+    """parec on speaker.monitor for the whole run: every sample, and when each read arrived."""
+
+    def __init__(self, card):
+        self.proc = card.record_speaker(Path(os.devnull))
+        self.data = bytearray()
+        self.reads: list[tuple[float, int]] = []  # (monotonic, samples received so far)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while True:
+            chunk = self.proc.stdout.read1(4800)
+            if not chunk:
+                return
+            t = time.monotonic()
+            with self._lock:
+                self.data += chunk
+                self.reads.append((t, len(self.data) // 2))
+
+    def samples(self, start: int = 0) -> np.ndarray:
+        with self._lock:
+            return np.frombuffer(bytes(self.data[start * 2 : len(self.data) // 2 * 2]), "<i2")
+
+    def clock(self):
+        """sample indices -> monotonic times they reached parec. While a stream is open on the sink, the
+        monitor delivers a continuous paced stream, so each read k says sample 0 of its run arrived at
+        t_k - n_k / rate at the latest; the smallest of those over nearby reads (+-2 s) strips the delays
+        of the reading thread. Runs are split where no read came for 0.1 s (nothing open on the sink)."""
+        with self._lock:
+            reads = np.array(self.reads, dtype=float)
+        t, n = reads[:, 0], reads[:, 1]
+        zero = t - n / SPK_RATE
+        run = np.concatenate([[0], np.cumsum(np.diff(t) > 0.1)])
+        lo, hi = np.searchsorted(t, t - 2.0), np.searchsorted(t, t + 2.0, side="right")
+        envelope = np.array([zero[a:b][run[a:b] == run[k]].min() for k, (a, b) in enumerate(zip(lo, hi))])
+
+        def at(i):
+            i = np.asarray(i)
+            k = np.minimum(np.searchsorted(n, i + 1), len(n) - 1)
+            return envelope[k] + (i + 1) / SPK_RATE
+
+        return at
+
+    def first_loud_after(self, t0: float) -> int | None:
+        """The first sample of the answer that reached parec at or after t0."""
+        with self._lock:
+            if not self.reads:
+                return None
+            times = [r[0] for r in self.reads]
+            k = max(0, int(np.searchsorted(times, t0 - 0.5)) - 1)
+            start = int(self.reads[k][1]) if k > 0 else 0
+        loud = np.flatnonzero(np.abs(self.samples(start)) > LOUD) + start
+        if not loud.size:
+            return None
+        late = loud[self.clock()(loud) >= t0]
+        return int(late[0]) if late.size else None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self._thread.join(3)
+
+
+# -- the virtual card's own latency: a tone written straight to pv_spk ------------------------------
+def probe_card(n: int) -> None:
+    """Run in a subprocess (--probe-card): prints one JSON line per tone with when it was written."""
+    import alsaaudio
+
+    from pivoice.audio.playback import PERIOD_FRAMES, PERIODS
+    from pivoice.audio.playback import RATE as PLAY_RATE
+
+    from conftest import tone
+
+    pcm = alsaaudio.PCM(alsaaudio.PCM_PLAYBACK, alsaaudio.PCM_NORMAL, device="pv_spk", channels=1,
+                        rate=PLAY_RATE, format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=PERIOD_FRAMES,
+                        periods=PERIODS)
+    beep = tone(0.2)
+    period = PERIOD_FRAMES * 2
+    time.sleep(2.0)  # parec delivers only while a stream is open on the sink, and takes ~1 s to start
+    for _ in range(n):
+        time.sleep(0.4)
+        t = time.monotonic()
+        for i in range(0, len(beep), period):
+            pcm.write(beep[i : i + period])
+        pcm.drop()
+        print(json.dumps({"written": t}), flush=True)
+        time.sleep(0.2)
+    pcm.close()
+
+
+# The interruptions a user has. Each measured one has its conversation loop above (the server's
+# `interrupted`: TimedStandIn.interrupt_now). To add one, script its trigger where interrupt_now() is called
+# (e.g. the wake word fed into the microphone over the answer) and give it its own row.
+INTERRUPTIONS = {
+    "server `interrupted`": "INTERRUPTED",  # measured
+    "button": "BUTTON_DOWN",
+    "wake word (barge-in)": "BARGE_IN",
+}
+MEASURED = {"server `interrupted`"}
+
+
+def unmeasured_interruptions() -> dict[str, str]:
+    """Rows for the interruptions this script does not trigger: whether pivoice has them at all."""
+    from pivoice.states import Event
+
+    return {kind: ("built, not measured by this script yet" if hasattr(Event, event) else "not built yet")
+            for kind, event in INTERRUPTIONS.items() if kind not in MEASURED}
+
+
+def log_time(line: str) -> float | None:
+    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", line)
+    if not m:
+        return None
+    return datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def line_index(d, pattern: str, start: int) -> int:
+    rx = re.compile(pattern)
+    for i, line in enumerate(d.lines[start:], start):
+        if rx.search(line):
+            return i
+    raise AssertionError(f"no {pattern!r} after line {start}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--conversations", type=int, default=20)
+    ap.add_argument("--dump", type=Path, help="also save the raw measurements (speaker samples, read times, "
+                    "events) to this .npz file")
+    ap.add_argument("--probe-card", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.probe_card:
+        probe_card(args.probe_card)
+        return
+    c.require("pulseaudio", "parec")
+    command = "bench/latency.py " + " ".join(sys.argv[1:])
+    started = time.monotonic()
+
+    from conftest import TEST_KEY, Daemon, read_wav, silence, tone
+
+    TimedCard, TimedStandIn = harness()
+    tmp = Path(tempfile.mkdtemp(prefix="pivoice-bench-"))
+    home = tmp / "home"
+    home.mkdir()
+    (home / ".asoundrc").write_text('pcm.pv_mic { type pulse  device "mic_feed" }\n'
+                                    'pcm.pv_spk { type pulse  device "speaker" }\n')
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "NOTIFY_SOCKET",
+                        "JOURNAL_STREAM", "INVOCATION_ID", "CREDENTIALS_DIRECTORY")}
+    env.update(HOME=str(home), XDG_RUNTIME_DIR=str(home), PYTHONUNBUFFERED="1", PYTHONPATH=str(c.ROOT),
+               GEMINI_API_KEY=TEST_KEY)
+
+    card = TimedCard(home).start()
+    standin = TimedStandIn(tmp).start()
+    speaker = Speaker(card)
+    d = None
+    try:
+        # 1. The virtual card's own latency.
+        print("probing the virtual sound card", file=sys.stderr, flush=True)
+        r = subprocess.run([c.venv_python(), __file__, "--probe-card", str(args.conversations)], env=env,
+                           capture_output=True, text=True, timeout=120)
+        writes = [json.loads(line)["written"] for line in r.stdout.splitlines() if line.startswith("{")]
+        if r.returncode != 0 or not writes:
+            raise RuntimeError(f"card probe failed: {r.stderr[-1500:]}")
+        time.sleep(0.3)
+        card_ms = []
+        at = speaker.clock()
+        for w in writes:
+            if not speaker.reads or w < speaker.reads[0][0]:
+                continue  # parec was not receiving yet
+            i = speaker.first_loud_after(w)
+            if i is not None:
+                card_ms.append((at(i) - w) * 1000)
+
+        # 2. The conversations.
+        standin.behaviour.reply_after_seconds = 1.0
+        standin.behaviour.reply_pcm = tone(4.0)
+        standin.behaviour.reply_pace = 0.05
+        cfg = tmp / "pivoice.toml"
+        cfg.write_text(CONFIG.format(follow_up=FOLLOW_UP))
+        d = Daemon(["run", "--config", str(cfg)], {**env, **standin.env()}, tmp)
+        d.wait_for("ready: listening", timeout=60)
+        jarvis, command_pcm = read_wav("hey_jarvis.wav"), read_wav("command_time_tokyo.wav")
+        voiced = np.flatnonzero(np.abs(np.frombuffer(jarvis, "<i2")) > 300)
+        speech_end = int(voiced[-1]) + 1  # samples into the clip: the end of "hey jarvis" as spoken
+        lead, gap = silence(0.5), silence(0.15)
+        convs = []
+        for n in range(args.conversations):
+            print(f"conversation {n + 1}/{args.conversations}", file=sys.stderr, flush=True)
+            first_line = len(d.lines)
+            start = card.say_at(lead + jarvis + gap + command_pcm)
+            wake_end = start + len(lead) // 2 + speech_end
+            conv = {"wake_end_sample": wake_end}
+            try:
+                d.wait_for(r"heard 'hey_jarvis'", timeout=15, start=first_line)
+                standin.wait_for(lambda: len(standin.sessions) > n and standin.sessions[n].replies_started, 15,
+                                 "the stand-in to answer")
+                sess = standin.sessions[n]
+                reply_at = sess.replies_started[0]
+                deadline = time.monotonic() + 10
+                first = None
+                while first is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    first = speaker.first_loud_after(reply_at)
+                if first is None:
+                    raise AssertionError("the answer never reached the speaker")
+                time.sleep(max(0.0, speaker.clock()(first) + 1.0 - time.monotonic()))
+                conv["interrupt_sent"] = standin.interrupt_now()
+                d.wait_for("answer interrupted", timeout=10, start=first_line)
+                d.wait_for("no follow-up: conversation over", timeout=10, start=first_line)
+                standin.wait_for(lambda: sess.closed_at is not None, 5, "the session to close")
+                conv.update(session=n, reply_at=reply_at, first_line=first_line)
+            except AssertionError as e:
+                conv["error"] = str(e).splitlines()[0]
+                print(f"  conversation {n + 1} failed: {conv['error']}", file=sys.stderr)
+                d.wait_for("waiting for the wake word|conversation ended", timeout=15, start=first_line)
+            convs.append(conv)
+            time.sleep(0.3)
+        time.sleep(0.5)
+
+        # 3. Reading the measurements.
+        samples = speaker.samples()
+        loud = np.flatnonzero(np.abs(samples) > LOUD)
+        loud_t = speaker.clock()(loud) if loud.size else np.zeros(0)
+        detect, connect, to_server, to_speaker, interrupt = [], [], [], [], []
+        failures = [cv["error"] for cv in convs if "error" in cv]
+        for k, cv in enumerate(convs):
+            if "error" in cv:
+                continue
+            sess = standin.sessions[cv["session"]]
+            t_end, w_end = card.written(cv["wake_end_sample"])
+            i_heard = line_index(d, r"heard 'hey_jarvis'", cv["first_line"])
+            detect.append((log_time(d.lines[i_heard]) - w_end) * 1000)
+            connect.append(float(re.search(r"session open in (\d+) ms", d.lines[
+                line_index(d, "session open in", cv["first_line"])]).group(1)))
+            audio = bytes(sess.audio)
+            pos = audio.find(command_pcm)
+            if pos >= 0:
+                post_wake = pos - 2 * (len(gap) // 2 + len(jarvis) // 2 - speech_end)  # byte offset
+                arrived = next((t for t, end in sess.audio.arrivals if end > post_wake), None)
+                if arrived is not None:
+                    to_server.append((arrived - t_end) * 1000)
+            else:
+                failures.append(f"conversation {k + 1}: the command did not arrive intact")
+            after = loud_t[loud_t >= cv["reply_at"]]
+            if after.size:
+                to_speaker.append((after[0] - cv["reply_at"]) * 1000)
+            nxt = convs[k + 1]["reply_at"] if k + 1 < len(convs) and "reply_at" in convs[k + 1] else float("inf")
+            window = loud_t[(loud_t >= cv["reply_at"]) & (loud_t < nxt)]
+            if window.size:
+                interrupt.append(max(0.0, (window[-1] - cv["interrupt_sent"]) * 1000))
+        if args.dump:
+            np.savez(args.dump, samples=samples, reads=np.array(speaker.reads), card_writes=np.array(writes),
+                     events=json.dumps(convs), log="\n".join(d.lines))
+        periods = {m.group(1): (m.group(2), m.group(3)) for line in d.lines
+                   if (m := re.search(r"(capture|playback) open: \S+, period (\d+) frames, buffer (\d+) frames", line))}
+        code, _ = d.stop()
+    finally:
+        if d is not None and d.proc.poll() is None:
+            d.stop()
+        speaker.stop()
+        standin.stop()
+        card.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def ms(x: float) -> str:
+        return f"{x:.1f}" if abs(x) < 10 else f"{x:.0f}"
+
+    def row(name, xs, note=""):
+        if not xs:
+            return [name, 0, "-", "-", "-", "-", note]
+        return [name, len(xs), ms(c.median(xs)), ms(c.p95(xs)), ms(min(xs)), ms(max(xs)), note]
+
+    rows = [
+        row("wake-word end -> detection ('heard' log line)", detect, "log timestamps have 1 ms resolution"),
+        row("session open (connect + setup, pivoice's log)", connect, "local TLS stand-in"),
+        row("wake-word end -> first post-wake audio at stand-in", to_server),
+        row("first reply chunk sent -> first sample at speaker", to_speaker, "includes the card's latency"),
+        row("interrupt -> silence at speaker: server `interrupted`", interrupt,
+            "target <= 100 ms (tests/test_conversation.py)"),
+        *[[f"interrupt -> silence at speaker: {kind}", "-", "-", "-", "-", "-", status]
+          for kind, status in unmeasured_interruptions().items()],
+        row("virtual card alone: write to pv_spk -> parec (probe)", card_ms, "pulse plugin + null sink + parec"),
+    ]
+    cap = periods.get("capture", ("?", "?"))
+    play = periods.get("playback", ("?", "?"))
+    print(c.header(f"Latency over {args.conversations} conversations (ms)", command))
+    print(f"ALSA     capture pv_mic: period {cap[0]} frames, buffer {cap[1]} frames at 16 kHz "
+          f"({int(cap[0]) / 16:.0f} ms / {int(cap[1]) / 16:.0f} ms); playback pv_spk: period {play[0]} frames, "
+          f"buffer {play[1]} frames at 24 kHz ({int(play[0]) / 24:.0f} ms / {int(play[1]) / 24:.0f} ms)"
+          if cap[0] != "?" and play[0] != "?" else f"ALSA     periods not found in the log: {periods}")
+    print("card     PulseAudio pipe-source microphone fed 20 ms at a time; null-sink speaker recorded by "
+          "parec --latency-msec=10")
+    print()
+    print(c.table(rows, ["measure", "n", "median", "p95", "min", "max", "note"], "lrrrrrl"))
+    print()
+    print(f"conversations completed: {args.conversations - len([x for x in convs if 'error' in x])} of "
+          f"{args.conversations}; daemon exit code {code}")
+    for f in failures:
+        print(f"  problem: {f}")
+    print("p95: numpy's percentile (linear interpolation). Detection is measured on the wall clock (log "
+          "timestamps), everything else on the monotonic clock.")
+    print(f"took {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Wiring: builds the assistant from the settings, attaches the LED/buttons and systemd, and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+from . import logs
+from .assistant import Assistant
+from .audio.capture import Capture
+from .audio.playback import Playback
+from .config import Settings
+from .credentials import ApiKey, find_api_key
+from .errors import UserError
+from .gpio import Gpio
+from .live.session import make_client
+from .systemd import Notifier, status_listener
+from .wake.detector import WakeDetector, resolve_models
+from .wake.echo import EchoGuard
+
+log = logging.getLogger("pivoice")
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    assistant: Assistant
+    gpio: Gpio
+    notifier: Notifier
+
+    def reload(self) -> None:
+        """SIGHUP / `systemctl reload pivoice`: read the API key again (used from the next conversation)."""
+        self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            key = find_api_key(self.settings.live.api_key_file)
+            logs.register_secret(key.value)
+            self.assistant.client = make_client(key, self.settings.live)
+            log.info("reloaded: API key from %s", key.source, extra=logs.fields(event="reload"))
+        except UserError as e:
+            log.error("reload failed, keeping the previous API key: %s", e.message, extra=logs.fields(event="reload"))
+        finally:
+            self.notifier.send("READY=1")
+
+    async def run(self, signals: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        if signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.assistant.stop)
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.gpio.open()
+        self.gpio.show(self.assistant.state)
+        watchdog = asyncio.create_task(self.notifier.watchdog(), name="watchdog")
+        try:
+            await self.assistant.run()
+        finally:
+            watchdog.cancel()
+            self.gpio.show(self.assistant.state)
+            self.gpio.close()
+            if signals:
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+
+
+def build(settings: Settings, key: ApiKey) -> Daemon:
+    playback = Playback(settings.audio.output_device)
+    assistant = Assistant(
+        settings,
+        Capture(settings.audio.input_device),
+        playback,
+        WakeDetector(settings.wake.models, settings.wake.threshold),
+        make_client(key, settings.live),
+        EchoGuard(resolve_models(settings.wake.models), settings.wake.threshold, playback.heard_at),
+    )
+    notifier = Notifier()
+    gpio = Gpio(settings.gpio, assistant)
+    assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
+    assistant.listeners.append(gpio.on_transition)
+    return Daemon(settings, assistant, gpio, notifier)

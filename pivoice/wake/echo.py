@@ -1,0 +1,92 @@
+"""Barge-in without talking to itself: tell a person's wake word from pivoice's own voice.
+
+The speaker's sound reaches the microphone, and an answer that says "Jarvis" would trigger the wake word
+("talks to itself", rhasspy/wyoming-satellite #25, #185). pivoice knows exactly what it plays, so it
+runs the same wake-word models on the answer itself (the reference), before it is heard. Where the
+reference fires, the playback timeline says when that part comes out of the speaker; a microphone
+detection near that moment is the echo and is ignored. A person saying the wake word at any other
+moment of the answer interrupts it.
+
+This costs nothing while idle: the reference engine runs only on answer audio, in its own thread, and
+is ahead of playback because the Live API sends audio faster than real time.
+
+Not done here: echo cancellation. Over an answer as loud at the microphone as the person, the wake-word
+model misses the person's "hey jarvis" (speech on speech); see the closing notes of issue 4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from .openwakeword import OpenWakeWordEngine
+
+log = logging.getLogger("pivoice.wake")
+
+# A microphone detection this close to the moment the reference's detection is heard is the echo.
+# Wide on purpose: it absorbs the acoustic delay (audio servers and USB add latency no API reports),
+# the capture period (80 ms), and a chunk or two of difference in when a distorted echo crosses the
+# threshold.
+ECHO_BEFORE = 0.4
+ECHO_AFTER = 0.8
+
+
+class EchoGuard:
+    def __init__(self, model_paths: dict[str, Path], threshold: float, heard_at):
+        """`heard_at(offset)`: when the played stream's sample `offset` (24 kHz) is heard, or None."""
+        self._paths = model_paths
+        self._threshold = threshold
+        self._heard_at = heard_at
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo")
+        self._engine: OpenWakeWordEngine | None = None
+        self._resampler = None
+        self._start = 0  # 24 kHz stream offset of the reference audio's first sample since reset
+        self._fed = 0  # 16 kHz samples fed since reset
+        self.hits: list[int] = []  # 24 kHz stream offsets at which the answer itself says the wake word
+        self.ignored = 0  # microphone detections found to be the echo
+
+    def _feed(self, offset: int, pcm: bytes) -> None:
+        if self._engine is None:
+            self._engine = OpenWakeWordEngine(self._paths)
+        if self._resampler is None:
+            self._resampler = soxr.ResampleStream(24000, 16000, 1, dtype="int16")
+            self._engine.reset()
+            self._start, self._fed = offset, 0
+        x = self._resampler.resample_chunk(np.frombuffer(pcm, "<i2"))
+        before = self._fed
+        self._fed += x.size
+        pending = before % 1280
+        for i, scores in enumerate(self._engine.process(x.tobytes())):
+            if max(scores.values()) >= self._threshold:
+                end16 = before - pending + (i + 1) * 1280  # end of the chunk that fired
+                self.hits.append(self._start + end16 * 3 // 2)
+
+    def _reset(self) -> None:
+        self._resampler = None
+
+    def reference(self, offset: int, pcm: bytes) -> None:
+        """Answer audio queued for playback at stream `offset` (from the event loop; returns at once)."""
+        self._pool.submit(self._feed, offset, pcm)
+
+    def reset(self) -> None:
+        """Playback was stopped, or a new answer starts: what comes next is a new stream."""
+        self._pool.submit(self._reset)
+
+    async def is_echo(self, heard: float) -> bool:
+        """Whether a microphone detection of audio heard at `heard` (monotonic) is pivoice's own voice."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, lambda: None)  # reference caught up
+        for hit in self.hits[-64:]:
+            t = self._heard_at(hit)
+            if t is not None and t - ECHO_BEFORE <= heard <= t + ECHO_AFTER:
+                self.ignored += 1
+                log.info("heard the wake word in the answer's own voice: ignored")
+                return True
+        return False
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
