@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +25,8 @@ from .audio.capture import Capture, CaptureError
 from .audio.playback import Playback
 from .audio.ring import PreRoll
 from .config import Settings
-from .live.session import Connected, Heard, Interrupted, LiveEvent, LiveSession, ModelAudio, SessionError, TurnComplete
+from .live.session import (Connected, Handle, Heard, Interrupted, LiveEvent, LiveSession, ModelAudio, Said,
+                           SessionError, TurnComplete)
 from .logs import fields
 from .states import IN_CONVERSATION, INTERRUPTIONS, Event, State, next_state
 from .wake.detector import WakeDetector
@@ -71,6 +74,10 @@ class Assistant:
         self._newest = 0  # sample index of the end of the newest captured frame
         self._press: tuple[State, int] | None = None  # state and capture index when the button went down
         self._discard_turn = False  # after a local interruption: drop the rest of that turn's audio
+        self._handle: tuple[str, float] | None = None  # newest resumption handle, and when it came
+        self._failures = 0  # failed conversations in a row (for the backoff)
+        self._retry: asyncio.TimerHandle | None = None
+        self.problem = ""  # what the ERROR state is about, in words
 
     # -- the one place that changes state ---------------------------------------------------------
     def dispatch(self, event: Event, **info: Any) -> None:
@@ -89,7 +96,7 @@ class Assistant:
     def _effects(self, t: Transition) -> None:
         loop = asyncio.get_running_loop()
         conv = self.settings.conversation
-        if t.new is State.CONNECTING:
+        if t.new is State.CONNECTING and t.old is not State.ERROR:
             # From the wake word: pre-roll before the detection; from the button: from the press.
             det = t.info.get("detection")
             start = (det.end - int(self.settings.wake.pre_roll_seconds * CAPTURE_RATE) if det is not None
@@ -113,6 +120,14 @@ class Assistant:
             self._follow_up.cancel()
         if t.old in IN_CONVERSATION and t.new not in IN_CONVERSATION:
             self._end_conversation()
+        if t.new is State.ERROR and t.old is not State.ERROR:
+            self._failed(t)
+        if t.new is State.ERROR:
+            t.info["problem"] = self.problem
+        if t.old is State.ERROR and t.new is not State.ERROR and self._retry is not None:
+            self._retry.cancel()
+        if t.event is Event.CONNECTED:
+            self._failures = 0
         if t.new is State.MUTED:
             self._preroll.clear()  # nothing heard before the mute may leave after it
         if t.old is State.MUTED:
@@ -121,23 +136,57 @@ class Assistant:
             self._stopped.set()
 
     # -- conversations ----------------------------------------------------------------------------
+    def _failed(self, t: Transition) -> None:
+        """ERROR: a key problem waits for a reload; anything else for a backoff, then a retry."""
+        kind = t.info.get("kind", "closed")
+        self.problem = {
+            "auth": "API key rejected",
+            "quota": "quota or rate limit reached",
+            "network": "cannot reach the Gemini API",
+            "timeout": "the Gemini API does not answer",
+            "server": "the Gemini API has a problem",
+        }.get(kind, "the connection to the Gemini API failed")
+        if kind == "auth":
+            t.info["then"] = "fix the key, then: systemctl reload pivoice"
+            return
+        self._failures += 1
+        wait = min(self.settings.live.retry_max_seconds, 2.0 ** self._failures)
+        if t.info.get("retry_after"):
+            wait = max(wait, t.info["retry_after"])
+        wait *= random.uniform(0.8, 1.2)
+        t.info["then"] = f"trying again in {wait:.0f} s"
+        self._retry = asyncio.get_running_loop().call_later(wait, self.dispatch, Event.RETRY)
+
+    def _resume_handle(self) -> str | None:
+        """The last conversation's handle, if recent enough to continue its context."""
+        window = self.settings.conversation.resume_context_seconds
+        if self._handle is None or window <= 0:
+            return None
+        value, at = self._handle
+        return value if time.monotonic() - at <= window else None
+
     def _open_session(self, start: int) -> None:
         self.session_id += 1
         self._discard_turn = False
-        session = LiveSession(self.client, self.settings.live, self._on_live_event)
+        session = LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
+                              handle=self._resume_handle())
         for frame in self._preroll.since(start):
-            session.outgoing.put_nowait(frame.pcm)
+            session.outgoing.put(frame.pcm)
         self._session = session
         self._session_task = asyncio.create_task(self._run_session(session, self.session_id), name="session")
 
     async def _run_session(self, session: LiveSession, session_id: int) -> None:
         try:
             await session.run()
-            reason = "the session ended"
+            failure = None
         except SessionError as e:
-            reason = str(e)
+            failure = e
         if self._session is session and self.state in IN_CONVERSATION:
-            self.dispatch(Event.SESSION_ENDED, reason=reason)
+            if failure is None:
+                self.dispatch(Event.SESSION_ENDED, reason="the session ended")
+            else:
+                self.dispatch(Event.SESSION_FAILED, reason=str(failure), kind=failure.kind,
+                              retry_after=failure.retry_after)
 
     def _end_conversation(self) -> None:
         for handle in (self._follow_up, self._max_duration):
@@ -169,7 +218,16 @@ class Assistant:
         if self.state not in IN_CONVERSATION:
             return
         if isinstance(ev, Connected):
-            self.dispatch(Event.CONNECTED, setup_ms=round(ev.setup_ms))
+            if ev.resumed:
+                log.info("conversation resumed on a new connection in %d ms", ev.setup_ms,
+                         extra=fields(event="resumed", session=self.session_id, latency_ms=round(ev.setup_ms)))
+            else:
+                self.dispatch(Event.CONNECTED, setup_ms=round(ev.setup_ms))
+        elif isinstance(ev, Handle):
+            self._handle = (ev.value, time.monotonic())
+        elif isinstance(ev, Said):
+            if self.settings.live.transcripts:
+                log.info("said: %s", ev.text, extra=fields(event="transcript", session=self.session_id, said=ev.text))
         elif isinstance(ev, ModelAudio):
             if self._discard_turn:
                 return
@@ -188,7 +246,8 @@ class Assistant:
             if self.state is State.RESPONDING:
                 self._playout_task = asyncio.create_task(self._wait_played_out(), name="playout")
         elif isinstance(ev, Heard):
-            log.debug("heard: %s", ev.text, extra=fields(event="transcript", session=self.session_id))
+            if self.settings.live.transcripts:
+                log.info("heard: %s", ev.text, extra=fields(event="transcript", session=self.session_id, heard=ev.text))
             if self.state is State.LISTENING:
                 self._restart_follow_up()  # someone is speaking: keep the window open
 
@@ -213,12 +272,12 @@ class Assistant:
             self._newest = item.end
             self._preroll.append(item)
             if self.state in IN_CONVERSATION and self._session is not None:
-                self._session.outgoing.put_nowait(item.pcm)
-            if self.state in (State.IDLE, State.RESPONDING):
+                self._session.outgoing.put(item.pcm)
+            if self.state in (State.IDLE, State.RESPONDING, State.ERROR):
                 hit = await self.detector.process(item)
                 if hit is None:
                     continue
-                if self.state is State.IDLE:
+                if self.state in (State.IDLE, State.ERROR):
                     self.dispatch(Event.WAKE, detection=hit)
                 elif self.state is State.RESPONDING:
                     if self.echo is not None and await self.echo.is_echo(item.at):
@@ -275,6 +334,9 @@ class Assistant:
     def mute_toggle(self) -> None:
         self._from_thread(self.dispatch, Event.MUTE_TOGGLE)
 
+    def reloaded(self) -> None:
+        self._from_thread(self.dispatch, Event.RELOADED)
+
     def _button_down(self) -> None:
         self._press = (self.state, self._newest)
         self.dispatch(Event.BUTTON_DOWN)
@@ -283,7 +345,7 @@ class Assistant:
         press, self._press = self._press, None
         if held or press is None:
             return  # a long press: MUTE_TOGGLE did the work
-        if press[0] is State.IDLE:
+        if press[0] in (State.IDLE, State.ERROR):
             # Push-to-talk: what was said from the moment the button went down is sent.
             self.dispatch(Event.TAP, from_index=press[1])
         elif press[0] is State.MUTED:
@@ -304,6 +366,9 @@ _MESSAGES: dict[Event, str] = {
     Event.FOLLOW_UP_TIMEOUT: "no follow-up: conversation over, waiting for the wake word",
     Event.MAX_DURATION: "conversation reached conversation.max_seconds: ended",
     Event.SESSION_ENDED: "conversation ended: {reason}",
+    Event.SESSION_FAILED: "conversation failed: {reason}; {then}",
+    Event.RETRY: "ready to try the Gemini API again",
+    Event.RELOADED: "API key reloaded: ready",
     Event.STOP: "stopping",
 }
 
@@ -319,8 +384,12 @@ def log_transition(t: Transition) -> None:
         info["what"] = ("muted: the microphone is off" if t.new is State.MUTED
                         else "unmuted: listening for the wake word")
     level = logging.INFO
-    if t.event is Event.SESSION_ENDED and info.get("reason") != "the session ended":
-        level = logging.WARNING
+    if t.event is Event.SESSION_FAILED:
+        level = logging.ERROR if info.get("kind") == "auth" else logging.WARNING
+    if t.old is State.ERROR and t.new is State.ERROR:  # a wake word or tap that cannot be served
+        log.warning("heard you, but cannot answer: %s", info.get("problem", "the Gemini API is unavailable"),
+                    extra=fields(event="refused", state=t.new.value))
+        return
     log.log(level, _MESSAGES[t.event].format(**info),
             extra=fields(event=t.event.value, state=t.new.value, session=t.session or None,
                          latency_ms=info.get("setup_ms")))

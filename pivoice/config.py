@@ -51,11 +51,24 @@ class LiveSettings(_Section):
     base_url: str = ""
     api_key_file: str = ""
     connect_timeout_seconds: float = Field(10.0, gt=0.0, le=120.0)
+    response_timeout_seconds: float = Field(15.0, gt=0.0, le=300.0)
+    compression_trigger_tokens: int = Field(32000, ge=1000)
+    transcripts: bool = False
+    retry_max_seconds: float = Field(60.0, ge=1.0, le=3600.0)
+
+
+class VadSettings(_Section):
+    automatic: bool = True
+    start_sensitivity: Literal["default", "high", "low"] = "default"
+    end_sensitivity: Literal["default", "high", "low"] = "default"
+    prefix_padding_ms: int | None = Field(None, ge=0, le=5000)
+    silence_duration_ms: int | None = Field(None, ge=0, le=10000)
 
 
 class ConversationSettings(_Section):
     follow_up_seconds: float = Field(8.0, ge=0.0, le=120.0)
     max_seconds: float = Field(300.0, gt=0.0, le=3600.0)
+    resume_context_seconds: float = Field(300.0, ge=0.0, le=7000.0)
 
 
 class GpioSettings(_Section):
@@ -80,6 +93,7 @@ class Settings(_Section):
     wake: WakeSettings = WakeSettings()
     live: LiveSettings = LiveSettings()
     conversation: ConversationSettings = ConversationSettings()
+    vad: VadSettings = VadSettings()
     gpio: GpioSettings = GpioSettings()
     log: LogSettings = LogSettings()
     # Where the settings came from, for messages ("built-in defaults" when no file).

@@ -39,6 +39,7 @@ class Daemon:
             logs.register_secret(key.value)
             self.assistant.client = make_client(key, self.settings.live)
             log.info("reloaded: API key from %s", key.source, extra=logs.fields(event="reload"))
+            self.assistant.reloaded()
         except UserError as e:
             log.error("reload failed, keeping the previous API key: %s", e.message, extra=logs.fields(event="reload"))
         finally:

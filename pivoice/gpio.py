@@ -25,11 +25,13 @@ COLOURS: dict[State, tuple[float, float, float]] = {
     State.LISTENING: (0.0, 0.0, 1.0),  # blue
     State.RESPONDING: (0.0, 1.0, 1.0),  # cyan, pulsing
     State.MUTED: (1.0, 0.0, 0.0),  # red
+    State.ERROR: (1.0, 0.0, 0.0),  # red, blinking
     State.STARTING: (1.0, 0.5, 0.0),  # amber, while starting
 }
 FAST = (0.1, 0.1)  # on, off (s)
 SLOW = (0.5, 0.5)
 BLIP = (0.1, 1.9)
+ERROR = (0.05, 0.45)  # a short flash twice a second (red on an RGB LED)
 DIM = 0.1
 
 
@@ -138,12 +140,16 @@ class Gpio:
             colour = COLOURS[state]
             if state is State.CONNECTING:
                 led.blink(*FAST, on_color=colour)
+            elif state is State.ERROR:
+                led.blink(*ERROR, on_color=colour)
             elif state is State.RESPONDING:
                 led.pulse(0.5, 0.5, on_color=colour)
             else:
                 led.color = colour
         elif state is State.CONNECTING:
             led.blink(*FAST)
+        elif state is State.ERROR:
+            led.blink(*ERROR)
         elif state in (State.LISTENING, State.STARTING):
             led.on()
         elif state is State.RESPONDING:

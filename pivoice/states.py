@@ -9,6 +9,7 @@ belong to the transition it gets back; LEDs, sounds, sd_notify STATUS= and log l
                           +-- follow-up window passes, press, max duration, session ends or fails
 
     Any state but STARTING/STOPPED --hold (long press) / mute button--> MUTED --hold--> IDLE
+    CONNECTING/LISTENING/RESPONDING --session failed--> ERROR --retry (after a backoff) / reload--> IDLE
 
 Interruptions (RESPONDING -> LISTENING): the server's `interrupted`, a button press, or the wake word
 said by a person over the answer (barge-in).
@@ -26,6 +27,7 @@ class State(str, Enum):
     LISTENING = "listening"  # in a conversation; the microphone streams to the Live API
     RESPONDING = "responding"  # the model's answer is playing (the microphone still streams)
     MUTED = "muted"  # microphone off: no audio leaves the device, the wake word is not listened for
+    ERROR = "error"  # the API cannot be used now (key rejected, network down...): see the log
     STOPPED = "stopped"  # shutting down
 
 
@@ -38,7 +40,10 @@ class Event(str, Enum):
     TURN_DONE = "turn_done"  # the model's turn is complete and its audio has played out
     FOLLOW_UP_TIMEOUT = "follow_up_timeout"  # nobody spoke within the follow-up window
     MAX_DURATION = "max_duration"  # the conversation reached conversation.max_seconds
-    SESSION_ENDED = "session_ended"  # the session closed or failed (the reason is logged with it)
+    SESSION_ENDED = "session_ended"  # the session closed
+    SESSION_FAILED = "session_failed"  # the session could not be opened or broke (reason and kind logged)
+    RETRY = "retry"  # the wait after a failure is over: try again on the next wake word
+    RELOADED = "reloaded"  # the API key was read again (SIGHUP / systemctl reload)
     BARGE_IN = "barge_in"  # a person said the wake word over the answer
     BUTTON_DOWN = "button_down"  # the talk button went down (interrupts, or ends a conversation)
     TAP = "tap"  # the talk button was pressed and released (not held) while idle: push-to-talk
@@ -60,6 +65,11 @@ _TABLE: dict[tuple[State, Event], State] = {
     (State.RESPONDING, Event.BUTTON_DOWN): State.LISTENING,
     (State.RESPONDING, Event.BARGE_IN): State.LISTENING,
     (State.MUTED, Event.MUTE_TOGGLE): State.IDLE,
+    (State.ERROR, Event.RETRY): State.IDLE,
+    (State.ERROR, Event.RELOADED): State.IDLE,
+    # A wake word or a tap that cannot be served: the state stays, its light and log say why.
+    (State.ERROR, Event.WAKE): State.ERROR,
+    (State.ERROR, Event.TAP): State.ERROR,
     (State.CONNECTING, Event.CONNECTED): State.LISTENING,
     (State.LISTENING, Event.MODEL_AUDIO): State.RESPONDING,
     (State.RESPONDING, Event.INTERRUPTED): State.LISTENING,
@@ -74,6 +84,8 @@ def next_state(state: State, event: Event) -> State | None:
         return State.STOPPED if state is not State.STOPPED else None
     if state in IN_CONVERSATION and event in (Event.MAX_DURATION, Event.SESSION_ENDED):
         return State.IDLE
-    if event is Event.MUTE_TOGGLE and (state is State.IDLE or state in IN_CONVERSATION):
+    if state in IN_CONVERSATION and event is Event.SESSION_FAILED:
+        return State.ERROR
+    if event is Event.MUTE_TOGGLE and (state in (State.IDLE, State.ERROR) or state in IN_CONVERSATION):
         return State.MUTED
     return _TABLE.get((state, event))

@@ -115,6 +115,10 @@ def status_listener(notifier: Notifier, wake_words: callable):
             notifier.send("STATUS=In conversation: listening")
         elif t.new is State.RESPONDING:
             notifier.send("STATUS=In conversation: answering")
+        elif t.new is State.MUTED:
+            notifier.send("STATUS=Muted (hold the button to unmute)")
+        elif t.new is State.ERROR:
+            notifier.send(f"STATUS=Error: {t.info.get('problem', 'see the log')} — see journalctl -u pivoice")
         elif t.new is State.STOPPED:
             notifier.send("STOPPING=1", "STATUS=Stopping")
 

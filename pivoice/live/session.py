@@ -3,6 +3,12 @@
 The session sends what the assistant queues in `outgoing` (16 kHz mono s16le), in order, from the first
 frame queued (the pre-roll and whatever was said while connecting) to the last, and reports what the
 server says through `on_event`. It knows nothing of states, devices or timers.
+
+One conversation may span several WebSocket connections: the session asks for resumption handles and,
+when the server announces a GoAway (at the next turn boundary, or before its time runs out) or the
+connection drops mid-conversation, closes the old socket and opens a new one with the newest handle.
+Audio queued meanwhile waits in `outgoing`; after a drop the last RESEND_SECONDS already sent are sent
+again, since what was in flight may not have arrived. The answer already received keeps playing.
 """
 
 from __future__ import annotations
@@ -12,21 +18,27 @@ import logging
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import LiveSettings
 from ..credentials import ApiKey
+from ..logs import fields
 
 log = logging.getLogger("pivoice.live")
 
 INPUT_MIME = "audio/pcm;rate=16000"
+RESEND_SECONDS = 0.5  # audio sent again after a connection dropped (what may have been in flight)
+GOAWAY_MARGIN = 1.0  # switch this long before a GoAway's time runs out, turn boundary or not
+MAX_RESUMES = 3  # reconnections in a row without a server message in between, before giving up
 
 
 # What the server said, as the assistant needs it.
 @dataclass(frozen=True)
 class Connected:
     setup_ms: float
+    resumed: bool = False  # a new connection of the same conversation
 
 
 @dataclass(frozen=True)
@@ -46,16 +58,43 @@ class TurnComplete:
 
 @dataclass(frozen=True)
 class Heard:
-    """Input transcription: the server heard the user speak (text logged at debug only)."""
+    """Input transcription: the server heard the user speak."""
 
     text: str
 
 
-LiveEvent = Connected | ModelAudio | Interrupted | TurnComplete | Heard
+@dataclass(frozen=True)
+class Said:
+    """Output transcription: what the model said."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A new resumption handle: the conversation can be resumed with it (for a while)."""
+
+    value: str
+
+
+LiveEvent = Connected | ModelAudio | Interrupted | TurnComplete | Heard | Said | Handle
 
 
 class SessionError(Exception):
-    """The session could not be opened or broke; the message says why and what to do."""
+    """The session could not be opened or broke; the message says why and what to do.
+
+    kind: "auth" (key or model refused: retrying will not help), "quota" (rate limit), "server"
+    (1011: the service's trouble), "network" (unreachable, DNS, TLS), "timeout" or "closed".
+    """
+
+    def __init__(self, message: str, kind: str = "closed", retry_after: float | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return self.kind != "auth"
 
 
 def make_client(key: ApiKey, settings: LiveSettings):
@@ -64,13 +103,19 @@ def make_client(key: ApiKey, settings: LiveSettings):
 
     http = types.HttpOptions(
         base_url=settings.base_url or None,
-        # Closing must not hold up a conversation's end or shutdown (websockets waits 10 s by default).
-        async_client_args={"close_timeout": 1.0},
+        async_client_args={
+            # Closing must not hold up a conversation's end or shutdown (websockets waits 10 s).
+            "close_timeout": 1.0,
+            # The service's pongs are reported to take up to 30 s: the default 20 s timeout would
+            # close healthy connections ("keepalive ping timeout").
+            "ping_interval": 20.0,
+            "ping_timeout": 60.0,
+        },
     )
     return genai.Client(api_key=key.value, http_options=http)
 
 
-def connect_config(settings: LiveSettings):
+def connect_config(settings: LiveSettings, vad, handle: str | None = None):
     from google.genai import types
 
     speech = None
@@ -78,79 +123,183 @@ def connect_config(settings: LiveSettings):
         speech = types.SpeechConfig(
             voice_config=types.VoiceConfig(prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=settings.voice))
         )
+    sensitivity = {"high": "HIGH", "low": "LOW"}
+    if vad.automatic:
+        detection = types.AutomaticActivityDetection(
+            disabled=False,
+            start_of_speech_sensitivity=(f"START_SENSITIVITY_{sensitivity[vad.start_sensitivity]}"
+                                         if vad.start_sensitivity != "default" else None),
+            end_of_speech_sensitivity=(f"END_SENSITIVITY_{sensitivity[vad.end_sensitivity]}"
+                                       if vad.end_sensitivity != "default" else None),
+            prefix_padding_ms=vad.prefix_padding_ms,
+            silence_duration_ms=vad.silence_duration_ms,
+        )
+    else:
+        detection = types.AutomaticActivityDetection(disabled=True)
     return types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
         system_instruction=settings.system_instruction or None,
         speech_config=speech,
-        # The server's automatic voice activity detection decides when the user has finished.
-        realtime_input_config=types.RealtimeInputConfig(
-            automatic_activity_detection=types.AutomaticActivityDetection(disabled=False)
-        ),
+        realtime_input_config=types.RealtimeInputConfig(automatic_activity_detection=detection),
         # What the server hears: tells the assistant that someone is speaking (keeps the follow-up
-        # window open while they do) and shows up in the debug log.
+        # window open while they do); logged when live.transcripts is on.
         input_audio_transcription=types.AudioTranscriptionConfig(),
+        output_audio_transcription=types.AudioTranscriptionConfig() if settings.transcripts else None,
+        session_resumption=types.SessionResumptionConfig(handle=handle),
+        # Long conversations: drop the oldest context instead of hitting the limit (and the 15 min
+        # cap of audio sessions without compression).
+        context_window_compression=types.ContextWindowCompressionConfig(
+            sliding_window=types.SlidingWindow(), trigger_tokens=settings.compression_trigger_tokens
+        ),
     )
 
 
-def describe_error(e: BaseException, settings: LiveSettings) -> str:
-    """A one-line reason for a failed or broken session, with what to do about it."""
+_AUTH_HINTS = ("api key", "api_key", "permission", "unauthenticated", "not found", "not valid",
+               "invalid argument", "not supported", "not implemented", "location")
+_QUOTA_HINTS = ("quota", "rate limit", "resource_exhausted", "resource exhausted", "too many")
+
+
+def classify(e: BaseException, settings: LiveSettings) -> SessionError:
+    """A failure as one line saying what happened and what to do, with whether retrying can help."""
     from google.genai import errors as genai_errors
     from websockets.exceptions import ConnectionClosed, InvalidStatus
 
     where = settings.base_url or "the Gemini Live API"
+    if isinstance(e, SessionError):
+        return e
     if isinstance(e, TimeoutError):
-        return f"{where} did not answer within {settings.connect_timeout_seconds:g} s (live.connect_timeout_seconds)"
+        return SessionError(f"{where} did not answer within {settings.connect_timeout_seconds:g} s "
+                            f"(live.connect_timeout_seconds)", "timeout")
     if isinstance(e, genai_errors.APIError):
         code, details = e.code, (e.details if isinstance(e.details, str) else e.message) or ""
-        if code in (1007, 1008):
-            return (f"the Live API refused the session ({code}: {details}). Check the API key, and that "
-                    f"live.model '{settings.model}' exists and supports the Live API")
+        low = details.lower()
+        if any(h in low for h in _QUOTA_HINTS) or code == 429:
+            return SessionError(f"the Live API's quota or rate limit was reached ({code}: {details}); "
+                                f"waiting before trying again", "quota")
+        if code in (1007, 1008) or any(h in low for h in ("api key", "api_key")):
+            return SessionError(
+                f"the Live API refused the session ({code}: {details}). Check the API key (then: "
+                f"systemctl reload pivoice) and that live.model '{settings.model}' supports the Live API",
+                "auth")
         if code == 1011:
-            return f"the Live API had an internal error or is overloaded ({code}: {details})"
-        return f"the Live API closed the connection ({code}: {details or 'no reason given'})"
+            return SessionError(f"the Live API had an internal error or is overloaded ({code}: {details})", "server")
+        if code == 1000:
+            return SessionError("the Live API closed the connection", "closed")
+        return SessionError(f"the Live API closed the connection ({code}: {details or 'no reason given'})", "closed")
     if isinstance(e, InvalidStatus):
         status = e.response.status_code
-        hint = " (the API key was rejected)" if status in (401, 403) else ""
-        return f"{where} refused the connection with HTTP {status}{hint}"
+        if status in (401, 403):
+            return SessionError(f"{where} refused the connection with HTTP {status}: the API key was "
+                                f"rejected. Fix it, then: systemctl reload pivoice", "auth")
+        if status == 429:
+            return SessionError(f"{where} answered HTTP 429: rate limited", "quota")
+        return SessionError(f"{where} refused the connection with HTTP {status}", "server")
     if isinstance(e, ssl.SSLCertVerificationError):
-        return f"the TLS certificate of {where} could not be verified ({e.verify_message}); check the clock and CA store"
+        return SessionError(f"the TLS certificate of {where} could not be verified ({e.verify_message}); "
+                            f"check the clock (timedatectl) and the CA certificates", "network")
     if isinstance(e, socket.gaierror):
-        return f"cannot resolve the Live API's host name ({e.strerror}); is the network up?"
+        return SessionError(f"cannot resolve the Live API's host name ({e.strerror}); is the network up?", "network")
     if isinstance(e, ConnectionClosed):
-        return f"the connection to {where} closed ({e})"
+        return SessionError(f"the connection to {where} closed ({e})", "closed")
     if isinstance(e, OSError):
-        return f"cannot reach {where} ({e.strerror or e}); is the network up?"
-    return f"{type(e).__name__}: {e}"
+        return SessionError(f"cannot reach {where} ({e.strerror or e}); is the network up?", "network")
+    return SessionError(f"{type(e).__name__}: {e}", "closed")
+
+
+class Outgoing:
+    """The audio waiting to be sent, in order; a chunk whose send failed goes back to the front."""
+
+    def __init__(self):
+        self._q: deque[bytes] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, pcm: bytes) -> None:
+        self._q.append(pcm)
+        self._ready.set()
+
+    def put_front(self, chunks: list[bytes]) -> None:
+        self._q.extendleft(reversed(chunks))
+        if self._q:
+            self._ready.set()
+
+    async def get(self) -> bytes:
+        while not self._q:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._q.popleft()
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+
+class _SwitchConnection(Exception):
+    """GoAway: the current connection is closing; continue on a new one."""
 
 
 class LiveSession:
-    def __init__(self, client, settings: LiveSettings, on_event: Callable[[LiveEvent], None]):
+    def __init__(self, client, settings: LiveSettings, vad, on_event: Callable[[LiveEvent], None],
+                 handle: str | None = None):
         self._client = client
         self._settings = settings
+        self._vad = vad
         self._on_event = on_event
-        self.outgoing: asyncio.Queue[bytes] = asyncio.Queue()
+        self.outgoing = Outgoing()
+        self.handle = handle  # the newest resumable handle
         self.sent_bytes = 0
+        self.connections = 0
+        self._recent: deque[tuple[float, bytes]] = deque()  # (when sent, pcm), for a resend
+        self._in_turn = False
+        self._go_away_at: float | None = None  # monotonic deadline of a GoAway
 
-    async def run(self) -> None:
-        """Connect, then stream until cancelled or the connection ends. Raises SessionError on failure."""
+    async def _connect(self):
         started = time.monotonic()
+        cm = self._client.aio.live.connect(model=self._settings.model,
+                                           config=connect_config(self._settings, self._vad, self.handle))
         try:
             async with asyncio.timeout(self._settings.connect_timeout_seconds):
-                cm = self._client.aio.live.connect(model=self._settings.model, config=connect_config(self._settings))
                 session = await cm.__aenter__()
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - every failure becomes one clear reason
-            raise SessionError(describe_error(e, self._settings)) from None
-        try:
-            self._on_event(Connected((time.monotonic() - started) * 1000))
-            await self._stream(session)
-        finally:
+            raise classify(e, self._settings) from None
+        self.connections += 1
+        return cm, session, (time.monotonic() - started) * 1000
+
+    async def run(self) -> None:
+        """Connect and stream until cancelled; resumes across GoAways and drops. Raises SessionError."""
+        resumed = False
+        attempts = 0
+        while True:
+            cm, session, setup_ms = await self._connect()
+            self._on_event(Connected(setup_ms, resumed))
             try:
-                async with asyncio.timeout(1.5):
-                    await cm.__aexit__(None, None, None)
-            except (Exception, asyncio.CancelledError):  # noqa: BLE001 - closing is best effort
-                pass
+                await self._stream(session)
+            except _SwitchConnection:
+                log.info("the Live API asked to reconnect (GoAway): resuming on a new connection",
+                         extra=fields(event="go_away"))
+                attempts = 0
+            except SessionError as e:
+                attempts += 1
+                if not e.transient or self.handle is None or attempts > MAX_RESUMES:
+                    raise
+                log.warning("connection lost (%s): resuming the conversation", e,
+                            extra=fields(event="resume"))
+                self._resend_recent()
+            finally:
+                # Closed before resuming: the API refuses a resumption while the old socket is open.
+                try:
+                    async with asyncio.timeout(1.5):
+                        await cm.__aexit__(None, None, None)
+                except (Exception, asyncio.CancelledError):  # noqa: BLE001 - closing is best effort
+                    pass
+            resumed = True
+            self._go_away_at = None
+
+    def _resend_recent(self) -> None:
+        cutoff = time.monotonic() - RESEND_SECONDS
+        again = [pcm for t, pcm in self._recent if t >= cutoff]
+        self.outgoing.put_front(again)
+        self._recent.clear()
 
     async def _stream(self, session) -> None:
         sender = asyncio.create_task(self._send(session), name="live-send")
@@ -159,9 +308,11 @@ class LiveSession:
             done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 exc = task.exception()
+                if isinstance(exc, _SwitchConnection):
+                    raise exc
                 if exc is not None:
-                    raise SessionError(describe_error(exc, self._settings)) from None
-            raise SessionError("the Live API ended the session")
+                    raise classify(exc, self._settings) from None
+            raise SessionError("the Live API ended the session", "closed")
         finally:
             for task in (sender, receiver):
                 task.cancel()
@@ -172,29 +323,86 @@ class LiveSession:
 
         while True:
             pcm = await self.outgoing.get()
-            await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
+            try:
+                await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
+            except BaseException:
+                self.outgoing.put_front([pcm])  # not sent: it goes on the next connection
+                raise
             self.sent_bytes += len(pcm)
+            now = time.monotonic()
+            self._recent.append((now, pcm))
+            while self._recent and self._recent[0][0] < now - RESEND_SECONDS:
+                self._recent.popleft()
 
     async def _receive(self, session) -> None:
+        stall = self._settings.response_timeout_seconds
         while True:
-            try:
-                async for msg in session.receive():
-                    self._dispatch(msg)
-            except (ValueError, TypeError) as e:
-                # A frame the SDK cannot parse: skip it, keep the conversation.
-                log.warning("skipped a malformed message from the Live API: %s", str(e)[:200])
+            turn = session.receive().__aiter__()  # the SDK's iterator ends at each turnComplete
+            while True:
+                try:
+                    msg = await asyncio.wait_for(turn.__anext__(), self._deadline(stall))
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if self._go_away_at is not None and time.monotonic() >= self._go_away_at - 0.1:
+                        raise _SwitchConnection() from None
+                    raise SessionError(f"the Live API stopped answering mid-answer (nothing for {stall:g} s; "
+                                       f"live.response_timeout_seconds)", "timeout") from None
+                except (ValueError, TypeError) as e:
+                    # A frame the SDK cannot parse: skip it, keep the conversation.
+                    log.warning("skipped a malformed message from the Live API: %s", str(e)[:200],
+                                extra=fields(event="malformed"))
+                    break
+                self._dispatch(msg)
+                if self._go_away_at is not None and not self._in_turn:
+                    raise _SwitchConnection()  # at a turn boundary: switch now
+
+    def _deadline(self, stall: float) -> float | None:
+        """Seconds until the receive wait must end: a stall (only inside a turn) or a GoAway."""
+        waits = []
+        if self._in_turn:
+            waits.append(stall)
+        if self._go_away_at is not None:
+            waits.append(max(0.0, self._go_away_at - time.monotonic()))
+        return min(waits) if waits else None
 
     def _dispatch(self, msg) -> None:
+        if msg.go_away is not None:
+            left = _seconds(msg.go_away.time_left)
+            self._go_away_at = time.monotonic() + max(0.0, left - GOAWAY_MARGIN)
+            log.info("GoAway from the Live API (%.0f s left)", left, extra=fields(event="go_away"))
+        upd = msg.session_resumption_update
+        if upd is not None and upd.resumable and upd.new_handle:
+            self.handle = upd.new_handle
+            self._on_event(Handle(upd.new_handle))
         sc = msg.server_content
         if sc is None:
             return
         if sc.model_turn and sc.model_turn.parts:
             for part in sc.model_turn.parts:
                 if part.inline_data and part.inline_data.data:
+                    self._in_turn = True
                     self._on_event(ModelAudio(part.inline_data.data))
         if sc.input_transcription and sc.input_transcription.text:
             self._on_event(Heard(sc.input_transcription.text))
+        if sc.output_transcription and sc.output_transcription.text:
+            self._on_event(Said(sc.output_transcription.text))
         if sc.interrupted:
+            self._in_turn = False
             self._on_event(Interrupted())
         if sc.turn_complete:
+            self._in_turn = False
             self._on_event(TurnComplete())
+
+
+def _seconds(duration) -> float:
+    """A protobuf Duration as the SDK gives it ("5s", a timedelta, or None)."""
+    if duration is None:
+        return 0.0
+    if hasattr(duration, "total_seconds"):
+        return duration.total_seconds()
+    text = str(duration).strip().rstrip("s")
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
