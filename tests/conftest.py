@@ -279,6 +279,7 @@ def run_daemon(tmp_path, home):
     for d in started:
         if d.proc.poll() is None:
             d.stop(signal.SIGKILL)
+        print(f"--- pivoice's log ---\n{d.output}")  # shown by pytest when the test failed
         assert TEST_KEY not in d.output, "the API key appeared in pivoice's output"
 
 

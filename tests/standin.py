@@ -51,11 +51,21 @@ class Behaviour:
     reply_pace: float = 0.0  # seconds between reply messages (0: as fast as the socket takes them)
     input_transcripts: bool = False  # send inputTranscription while speech arrives
     max_replies: int = 1  # replies per session
+    handles: bool = False  # send sessionResumptionUpdate (a new handle after setup and each turn)
+    valid_key: str | None = None  # refuse other keys with close 1008, as the service does
+    go_away_after_bytes: int | None = None  # send goAway once this much audio arrived on a connection
+    go_away_time_left: float = 3.0  # ...and close it this long after (if the client has not)
+    drop_after_bytes: int | None = None  # abort the TCP connection (no close frame) after this much audio
+    stall_after_chunks: int | None = None  # stop sending mid-reply after this many audio messages
+    garbage: bool = False  # send a non-JSON frame and an {"error": ...} frame before each reply
+    faults_once: bool = True  # go_away/drop/stall only on the first connection
 
 
 @dataclass
 class Session:
     headers: dict
+    handle_in: str | None = None  # the resumption handle the client's setup carried
+    handles_out: list = field(default_factory=list)
     setup: dict | None = None
     audio: bytearray = field(default_factory=bytearray)
     messages: list = field(default_factory=list)
@@ -146,12 +156,20 @@ class LiveStandIn:
         b = self.behaviour
         turn_bytes = 0
         reply_task = None
+        faults = idx == 0 or not b.faults_once
+        go_away_sent = False
         try:
             first = json.loads(await ws.recv())
             sess.setup = _get(first, "setup")
+            resumption = _get(sess.setup, "session_resumption") or {}
+            sess.handle_in = _get(resumption, "handle")
+            if b.valid_key is not None and sess.headers.get("x-goog-api-key") != b.valid_key:
+                await ws.close(1008, "API key not valid. Please pass a valid API key.")
+                return
             if b.setup_delay:
                 await asyncio.sleep(b.setup_delay)
             await ws.send(json.dumps({"setupComplete": {}}))
+            await self._new_handle(ws, sess)
             async for raw in ws:
                 msg = json.loads(raw)
                 sess.messages.append(msg)
@@ -164,12 +182,22 @@ class LiveStandIn:
                 pcm = _b64(_get(audio, "data"))
                 sess.audio += pcm
                 turn_bytes += len(pcm)
+                if faults and b.drop_after_bytes is not None and len(sess.audio) >= b.drop_after_bytes:
+                    ws.transport.abort()  # the network is gone: no close frame
+                    return
+                if faults and b.go_away_after_bytes is not None and not go_away_sent \
+                        and len(sess.audio) >= b.go_away_after_bytes:
+                    go_away_sent = True
+                    await ws.send(json.dumps({"goAway": {"timeLeft": f"{b.go_away_time_left:g}s"}}))
+                    asyncio.get_running_loop().call_later(
+                        b.go_away_time_left, lambda: asyncio.ensure_future(
+                            ws.close(1011, "Deadline expired before operation could complete.")))
                 if b.input_transcripts and _loud(pcm):  # as the real service: only while speech comes
                     await ws.send(json.dumps({"serverContent": {"inputTranscription": {"text": "..."}}}))
                 if (b.reply_after_seconds is not None and reply_task is None
                         and len(sess.replies_started) < b.max_replies
                         and turn_bytes >= b.reply_after_seconds * 32000):
-                    reply_task = asyncio.create_task(self._reply(ws, sess))
+                    reply_task = asyncio.create_task(self._reply(ws, sess, faults))
                 if reply_task is not None and reply_task.done():
                     reply_task = None
                     turn_bytes = 0
@@ -180,14 +208,25 @@ class LiveStandIn:
             if reply_task is not None:
                 reply_task.cancel()
 
-    async def _reply(self, ws, sess: Session) -> None:
+    async def _new_handle(self, ws, sess: Session) -> None:
+        if self.behaviour.handles:
+            handle = f"handle-{len(self.sessions)}-{len(sess.handles_out) + 1}"
+            sess.handles_out.append(handle)
+            await ws.send(json.dumps({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}))
+
+    async def _reply(self, ws, sess: Session, faults: bool) -> None:
         b = self.behaviour
         self._stop_reply = False
         pcm = b.reply_pcm
         sess.replies_started.append(time.monotonic())
-        for i in range(0, len(pcm), b.reply_chunk_bytes):
+        if b.garbage:
+            await ws.send("this is not JSON {")
+            await ws.send(json.dumps({"error": {"code": 500, "message": "something odd"}}))
+        for n, i in enumerate(range(0, len(pcm), b.reply_chunk_bytes)):
             if self._stop_reply:
                 return
+            if faults and b.stall_after_chunks is not None and n >= b.stall_after_chunks:
+                await asyncio.sleep(3600)  # stalled: the socket stays open, nothing more comes
             data = base64.b64encode(pcm[i : i + b.reply_chunk_bytes]).decode()
             await ws.send(json.dumps({"serverContent": {"modelTurn": {"parts": [
                 {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": data}}]}}}))
@@ -196,3 +235,4 @@ class LiveStandIn:
         if not self._stop_reply:
             await ws.send(json.dumps({"serverContent": {"generationComplete": True}}))
             await ws.send(json.dumps({"serverContent": {"turnComplete": True}}))
+            await self._new_handle(ws, sess)

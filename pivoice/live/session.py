@@ -31,6 +31,7 @@ log = logging.getLogger("pivoice.live")
 INPUT_MIME = "audio/pcm;rate=16000"
 RESEND_SECONDS = 0.5  # audio sent again after a connection dropped (what may have been in flight)
 GOAWAY_MARGIN = 1.0  # switch this long before a GoAway's time runs out, turn boundary or not
+HANDLE_WAIT = 0.5  # after a GoAway, at a turn boundary: how long to wait for the turn's handle
 MAX_RESUMES = 3  # reconnections in a row without a server message in between, before giving up
 
 
@@ -250,6 +251,7 @@ class LiveSession:
         self._recent: deque[tuple[float, bytes]] = deque()  # (when sent, pcm), for a resend
         self._in_turn = False
         self._go_away_at: float | None = None  # monotonic deadline of a GoAway
+        self._switch_at: float | None = None  # after a GoAway: when to switch, at a turn boundary
 
     async def _connect(self):
         started = time.monotonic()
@@ -293,7 +295,12 @@ class LiveSession:
                 except (Exception, asyncio.CancelledError):  # noqa: BLE001 - closing is best effort
                     pass
             resumed = True
-            self._go_away_at = None
+            self._go_away_at = self._switch_at = None
+            if self._in_turn:
+                # The answer was cut by the switch (a GoAway that ran out, or a drop): the new
+                # connection does not continue it. What was received plays to its end.
+                self._in_turn = False
+                self._on_event(TurnComplete())
 
     def _resend_recent(self) -> None:
         cutoff = time.monotonic() - RESEND_SECONDS
@@ -344,7 +351,7 @@ class LiveSession:
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    if self._go_away_at is not None and time.monotonic() >= self._go_away_at - 0.1:
+                    if self._go_away_at is not None and time.monotonic() >= self._switch_deadline() - 0.1:
                         raise _SwitchConnection() from None
                     raise SessionError(f"the Live API stopped answering mid-answer (nothing for {stall:g} s; "
                                        f"live.response_timeout_seconds)", "timeout") from None
@@ -353,9 +360,14 @@ class LiveSession:
                     log.warning("skipped a malformed message from the Live API: %s", str(e)[:200],
                                 extra=fields(event="malformed"))
                     break
-                self._dispatch(msg)
+                fresh = self._dispatch(msg)
                 if self._go_away_at is not None and not self._in_turn:
-                    raise _SwitchConnection()  # at a turn boundary: switch now
+                    # At a turn boundary: switch once the handle that covers the turn has come (the
+                    # service sends it after the turn), or after a short wait for it.
+                    if fresh:
+                        raise _SwitchConnection()
+                    if self._switch_at is None:
+                        self._switch_at = time.monotonic() + HANDLE_WAIT
 
     def _deadline(self, stall: float) -> float | None:
         """Seconds until the receive wait must end: a stall (only inside a turn) or a GoAway."""
@@ -363,10 +375,15 @@ class LiveSession:
         if self._in_turn:
             waits.append(stall)
         if self._go_away_at is not None:
-            waits.append(max(0.0, self._go_away_at - time.monotonic()))
+            waits.append(max(0.0, self._switch_deadline() - time.monotonic()))
         return min(waits) if waits else None
 
-    def _dispatch(self, msg) -> None:
+    def _switch_deadline(self) -> float:
+        return min(self._go_away_at, self._switch_at or self._go_away_at)
+
+    def _dispatch(self, msg) -> bool:
+        """Report what the message says; True when it brought a new resumption handle."""
+        fresh = False
         if msg.go_away is not None:
             left = _seconds(msg.go_away.time_left)
             self._go_away_at = time.monotonic() + max(0.0, left - GOAWAY_MARGIN)
@@ -375,9 +392,10 @@ class LiveSession:
         if upd is not None and upd.resumable and upd.new_handle:
             self.handle = upd.new_handle
             self._on_event(Handle(upd.new_handle))
+            fresh = True
         sc = msg.server_content
         if sc is None:
-            return
+            return fresh
         if sc.model_turn and sc.model_turn.parts:
             for part in sc.model_turn.parts:
                 if part.inline_data and part.inline_data.data:
@@ -393,6 +411,7 @@ class LiveSession:
         if sc.turn_complete:
             self._in_turn = False
             self._on_event(TurnComplete())
+        return fresh
 
 
 def _seconds(duration) -> float:
