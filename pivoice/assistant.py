@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .audio.capture import RATE as CAPTURE_RATE
-from .audio.capture import Capture, CaptureError
+from .audio.capture import Capture
 from .audio.playback import Playback
 from .audio.ring import PreRoll
 from .config import Settings
@@ -62,6 +62,8 @@ class Assistant:
         self.state = State.STARTING
         self.session_id = 0
         self.listeners: list[Listener] = [log_transition]
+        capture.on_lost = lambda message: self.dispatch(Event.MIC_LOST, reason=message)
+        capture.on_back = lambda: self.dispatch(Event.MIC_BACK)
         self._preroll = PreRoll(max(PREROLL_RING_SECONDS, settings.wake.pre_roll_seconds + 1.0))
         self._session: LiveSession | None = None
         self._session_task: asyncio.Task | None = None
@@ -120,7 +122,9 @@ class Assistant:
             self._follow_up.cancel()
         if t.old in IN_CONVERSATION and t.new not in IN_CONVERSATION:
             self._end_conversation()
-        if t.new is State.ERROR and t.old is not State.ERROR:
+        if t.new is State.ERROR and (t.old is not State.ERROR or t.event is Event.MIC_LOST):
+            if self._retry is not None:
+                self._retry.cancel()
             self._failed(t)
         if t.new is State.ERROR:
             t.info["problem"] = self.problem
@@ -138,6 +142,10 @@ class Assistant:
     # -- conversations ----------------------------------------------------------------------------
     def _failed(self, t: Transition) -> None:
         """ERROR: a key problem waits for a reload; anything else for a backoff, then a retry."""
+        if t.event is Event.MIC_LOST:
+            self.problem = "the microphone is unavailable"
+            t.info["then"] = "waiting for it to come back"
+            return
         kind = t.info.get("kind", "closed")
         self.problem = {
             "auth": "API key rejected",
@@ -265,8 +273,6 @@ class Assistant:
     async def _route_audio(self) -> None:
         while True:
             item = await self.capture.queue.get()
-            if isinstance(item, CaptureError):
-                raise item
             if self.state is State.MUTED:
                 continue  # the microphone is off: the audio goes nowhere, not even into the ring
             self._newest = item.end
@@ -369,6 +375,8 @@ _MESSAGES: dict[Event, str] = {
     Event.SESSION_FAILED: "conversation failed: {reason}; {then}",
     Event.RETRY: "ready to try the Gemini API again",
     Event.RELOADED: "API key reloaded: ready",
+    Event.MIC_LOST: "{reason}",
+    Event.MIC_BACK: "the microphone is back: listening for the wake word",
     Event.STOP: "stopping",
 }
 
@@ -386,6 +394,8 @@ def log_transition(t: Transition) -> None:
     level = logging.INFO
     if t.event is Event.SESSION_FAILED:
         level = logging.ERROR if info.get("kind") == "auth" else logging.WARNING
+    if t.event is Event.MIC_LOST:
+        level = logging.ERROR
     if t.old is State.ERROR and t.new is State.ERROR:  # a wake word or tap that cannot be served
         log.warning("heard you, but cannot answer: %s", info.get("problem", "the Gemini API is unavailable"),
                     extra=fields(event="refused", state=t.new.value))

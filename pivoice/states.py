@@ -44,6 +44,8 @@ class Event(str, Enum):
     SESSION_FAILED = "session_failed"  # the session could not be opened or broke (reason and kind logged)
     RETRY = "retry"  # the wait after a failure is over: try again on the next wake word
     RELOADED = "reloaded"  # the API key was read again (SIGHUP / systemctl reload)
+    MIC_LOST = "mic_lost"  # the microphone failed (unplugged...): pivoice keeps trying to reopen it
+    MIC_BACK = "mic_back"  # the microphone works again
     BARGE_IN = "barge_in"  # a person said the wake word over the answer
     BUTTON_DOWN = "button_down"  # the talk button went down (interrupts, or ends a conversation)
     TAP = "tap"  # the talk button was pressed and released (not held) while idle: push-to-talk
@@ -67,6 +69,7 @@ _TABLE: dict[tuple[State, Event], State] = {
     (State.MUTED, Event.MUTE_TOGGLE): State.IDLE,
     (State.ERROR, Event.RETRY): State.IDLE,
     (State.ERROR, Event.RELOADED): State.IDLE,
+    (State.ERROR, Event.MIC_BACK): State.IDLE,
     # A wake word or a tap that cannot be served: the state stays, its light and log say why.
     (State.ERROR, Event.WAKE): State.ERROR,
     (State.ERROR, Event.TAP): State.ERROR,
@@ -85,6 +88,8 @@ def next_state(state: State, event: Event) -> State | None:
     if state in IN_CONVERSATION and event in (Event.MAX_DURATION, Event.SESSION_ENDED):
         return State.IDLE
     if state in IN_CONVERSATION and event is Event.SESSION_FAILED:
+        return State.ERROR
+    if event is Event.MIC_LOST and (state in (State.IDLE, State.ERROR) or state in IN_CONVERSATION):
         return State.ERROR
     if event is Event.MUTE_TOGGLE and (state in (State.IDLE, State.ERROR) or state in IN_CONVERSATION):
         return State.MUTED

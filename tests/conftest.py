@@ -132,6 +132,16 @@ class SoundCard:
         x = np.frombuffer(chunk, "<i2").astype(np.float32) + e["gain"] * echo + e["rng"].normal(0, e["noise"], n)
         return np.clip(x, -32768, 32767).astype("<i2").tobytes()
 
+    def _pactl(self, *args: str) -> str:
+        return subprocess.run(["pactl", *args], env={**os.environ, "XDG_RUNTIME_DIR": str(self.runtime)},
+                              capture_output=True, text=True, check=True, timeout=10).stdout
+
+    def hang_mic(self, hung: bool = True) -> None:
+        """The microphone stops delivering audio (a hung or vanished device) / delivers again.
+
+        (Unloading the source would not do: PulseAudio moves its streams to another source.)"""
+        self._pactl("suspend-source", "mic_feed", "1" if hung else "0")
+
     def say(self, pcm: bytes) -> float:
         """Queue 16 kHz audio for the microphone; returns how long until it has all been heard (s)."""
         with self._lock:

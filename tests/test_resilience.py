@@ -215,3 +215,19 @@ def test_garbage_frames_are_skipped(soundcard, standin, run_daemon, tmp_path):
                      "the answer to play whole")
     assert "Traceback" not in d.output
     assert d.stop()[0] == 0
+
+
+def test_microphone_failing_and_back(soundcard, standin, run_daemon, notify_socket):
+    standin.behaviour.reply_after_seconds = None
+    d = run_daemon(config(), extra_env={**standin.env(), "NOTIFY_SOCKET": str(notify_socket.path)})
+    d.wait_for("ready: listening")
+    soundcard.hang_mic()
+    d.wait_for(r"ERROR pivoice.assistant: microphone pv_mic failed \(.*\); trying to reopen it", timeout=10)
+    assert "STATUS=Error: the microphone is unavailable — see journalctl -u pivoice" in notify_socket.lines()
+    time.sleep(3)  # a few failed reopens
+    soundcard.hang_mic(False)
+    d.wait_for("the microphone is back: listening for the wake word", timeout=20)
+    soundcard.say(silence(0.3) + read_wav("hey_jarvis.wav") + silence(0.5))
+    standin.wait_for(lambda: len(standin.sessions) == 1, 10, "a session after the microphone came back")
+    assert d.stop()[0] == 0
+    assert "Traceback" not in d.output

@@ -59,14 +59,14 @@ class PcmParams:
     periods: int
 
 
-def open_pcm(kind: str, device: str, params: PcmParams, key: str) -> alsaaudio.PCM:
+def open_pcm(kind: str, device: str, params: PcmParams, key: str, nonblock: bool = False) -> alsaaudio.PCM:
     """Open a PCM for `kind` ("capture" or "playback") as s16le; errors name the config `key`."""
     _lib_messages.last = ""
     pcm_type = alsaaudio.PCM_CAPTURE if kind == "capture" else alsaaudio.PCM_PLAYBACK
     try:
         return alsaaudio.PCM(
             pcm_type,
-            alsaaudio.PCM_NORMAL,
+            alsaaudio.PCM_NONBLOCK if nonblock else alsaaudio.PCM_NORMAL,
             device=device,
             channels=params.channels,
             rate=params.rate,

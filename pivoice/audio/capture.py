@@ -1,4 +1,6 @@
-"""Microphone capture: a thread doing blocking ALSA reads, handing 16 kHz mono frames to the event loop.
+"""Microphone capture: a thread reading ALSA (poll, then a non-blocking read), handing 16 kHz mono frames
+to the event loop. A device that fails or goes silent for STALL_SECONDS (unplugged, hung) is closed and
+reopened with a backoff; the assistant is told when it goes and when it is back.
 
 The hand-over queue is bounded and the thread waits when it is full: audio is never dropped between the
 device and the consumer. On a real device the consumer keeps up and the queue stays near empty; on an
@@ -9,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import logging
+import select
 import threading
 import time
 
@@ -24,23 +28,33 @@ PERIOD_FRAMES = 1280  # 80 ms: one wake-word step, one Live API message
 PERIODS = 4
 
 
-class CaptureError(Exception):
-    """The capture device failed while running (unplugged, or an error alsa-lib cannot recover)."""
+STALL_SECONDS = 3.0  # no audio for this long from a device that should deliver every 80 ms: it is gone
+RETRY_FIRST = 1.0  # seconds before reopening a failed device; doubles up to RETRY_MAX
+RETRY_MAX = 10.0
 
 
 class Capture:
-    def __init__(self, device: str, key: str = "audio.input_device"):
+    def __init__(self, device: str, key: str = "audio.input_device", on_lost=None, on_back=None):
+        """`on_lost(message)` / `on_back()`: called on the event loop when the device fails while running
+        (unplugged, an error alsa-lib cannot recover) and when it works again."""
         self.device = device
         self.key = key
+        self.on_lost = on_lost
+        self.on_back = on_back
         self._pcm = None
+        self._poll = None
         self._convert: Converter | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.queue: asyncio.Queue[Frame | Exception] = asyncio.Queue(maxsize=32)
+        self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=32)
 
     def open(self) -> None:
         """Open the device (raises ConfigError/DeviceError with a message naming the key)."""
-        self._pcm = open_pcm("capture", self.device, PcmParams(RATE, 1, PERIOD_FRAMES, PERIODS), self.key)
+        self._pcm = open_pcm("capture", self.device, PcmParams(RATE, 1, PERIOD_FRAMES, PERIODS), self.key,
+                             nonblock=True)
+        self._poll = select.poll()
+        for fd, mask in self._pcm.polldescriptors():
+            self._poll.register(fd, mask)
         info = self._pcm.info()
         rate, channels = int(info["rate"]), int(info["channels"])
         if (rate, channels) != (RATE, 1):
@@ -54,7 +68,7 @@ class Capture:
         self._thread = threading.Thread(target=self._run, args=(loop,), name="capture", daemon=True)
         self._thread.start()
 
-    def _put(self, loop: asyncio.AbstractEventLoop, item: Frame | Exception) -> bool:
+    def _put(self, loop: asyncio.AbstractEventLoop, item: Frame) -> bool:
         """Hand an item to the event loop, waiting while the queue is full. False when stopping."""
         fut = asyncio.run_coroutine_threadsafe(self.queue.put(item), loop)
         while not self._stop.is_set():
@@ -70,24 +84,63 @@ class Capture:
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         index = 0
-        try:
-            while not self._stop.is_set():
+        lost = False
+        wait = RETRY_FIRST
+        last_audio = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                if self._pcm is None:
+                    self.open()
+                    last_audio = time.monotonic()
+                if not self._poll.poll(250):
+                    if time.monotonic() - last_audio > STALL_SECONDS:
+                        raise OSError(f"no audio for {STALL_SECONDS:g} s")
+                    continue
                 n, data = self._pcm.read()
-                if n < 0:
-                    log.warning("capture overrun on %s (the system was too busy): a little audio was lost",
+            except Exception as e:  # noqa: BLE001 - unplugged, busy, I/O error: reopen with backoff
+                self._drop_pcm()
+                if not lost:
+                    lost = True
+                    message = getattr(e, "message", None) or f"{e}"
+                    self._notify(loop, self.on_lost, f"microphone {self.device} failed ({message}); "
+                                                     f"trying to reopen it every {RETRY_MAX:g} s at most")
+                self._stop.wait(wait)
+                wait = min(wait * 2, RETRY_MAX)
+                continue
+            if n == -errno.EPIPE:
+                log.warning("capture overrun on %s (the system was too busy): a little audio was lost",
                             self.device)
-                    continue
-                if not data:
-                    continue
-                if self._convert is not None:
-                    data = self._convert(data)
-                frame = Frame(index, data, time.monotonic())
-                index = frame.end
-                if not self._put(loop, frame):
-                    return
-        except Exception as e:  # noqa: BLE001 - handed to the consumer, which decides
-            if not self._stop.is_set():
-                self._put(loop, CaptureError(f"capture device {self.device} failed: {e}"))
+                continue
+            if n <= 0 or not data:
+                if time.monotonic() - last_audio > STALL_SECONDS:
+                    self._drop_pcm()  # polled ready but never delivering: reopen
+                continue
+            last_audio = time.monotonic()
+            if lost:
+                lost, wait = False, RETRY_FIRST
+                self._notify(loop, self.on_back)
+            if self._convert is not None:
+                data = self._convert(data)
+            frame = Frame(index, data, time.monotonic())
+            index = frame.end
+            if not self._put(loop, frame):
+                return
+
+    @staticmethod
+    def _notify(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
+        if fn is not None:
+            try:
+                loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the loop is closed: shutting down
+                pass
+
+    def _drop_pcm(self) -> None:
+        if self._pcm is not None:
+            try:
+                self._pcm.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._pcm = None
 
     def close(self) -> None:
         self._stop.set()
