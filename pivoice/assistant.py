@@ -20,13 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .audio.capture import RATE as CAPTURE_RATE
 from .audio.capture import Capture
 from .audio.playback import Playback
 from .audio.ring import PreRoll
 from .config import Settings
-from .live.session import (Connected, Handle, Heard, Interrupted, LiveEvent, LiveSession, ModelAudio, Said,
-                           SessionError, TurnComplete)
+from .live.session import (ACTIVITY_END, ACTIVITY_START, Connected, Handle, Heard, Interrupted, LiveEvent,
+                           LiveSession, ModelAudio, Said, SessionError, TurnComplete)
 from .logs import fields
 from .states import IN_CONVERSATION, INTERRUPTIONS, Event, State, next_state
 from .wake.detector import WakeDetector
@@ -34,6 +36,7 @@ from .wake.echo import EchoGuard
 
 log = logging.getLogger("pivoice.assistant")
 
+WAKE_STATES = frozenset({State.IDLE, State.RESPONDING, State.ERROR})  # where the wake word counts
 PREROLL_RING_SECONDS = 3.0  # more than the pre-roll plus the detector's worst lag
 PLAYOUT_POLL_SECONDS = 0.01
 
@@ -64,6 +67,7 @@ class Assistant:
         self.listeners: list[Listener] = [log_transition]
         capture.on_lost = lambda message: self.dispatch(Event.MIC_LOST, reason=message)
         capture.on_back = lambda: self.dispatch(Event.MIC_BACK)
+        capture.scorer = detector.score
         self._preroll = PreRoll(max(PREROLL_RING_SECONDS, settings.wake.pre_roll_seconds + 1.0))
         self._session: LiveSession | None = None
         self._session_task: asyncio.Task | None = None
@@ -75,6 +79,9 @@ class Assistant:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._newest = 0  # sample index of the end of the newest captured frame
         self._press: tuple[State, int] | None = None  # state and capture index when the button went down
+        self._talking = False  # push-to-talk: the button is held, activity started
+        self._speech = Endpoint(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
+        self._by_wake = False  # this conversation began with the wake word (not push-to-talk)
         self._discard_turn = False  # after a local interruption: drop the rest of that turn's audio
         self._handle: tuple[str, float] | None = None  # newest resumption handle, and when it came
         self._failures = 0  # failed conversations in a row (for the backoff)
@@ -88,6 +95,7 @@ class Assistant:
             return
         t = Transition(self.state, new, event, self.session_id, info)
         self.state = new
+        self.capture.scoring = new in WAKE_STATES
         self._effects(t)
         for listener in self.listeners:
             try:
@@ -98,12 +106,12 @@ class Assistant:
     def _effects(self, t: Transition) -> None:
         loop = asyncio.get_running_loop()
         conv = self.settings.conversation
-        if t.new is State.CONNECTING and t.old is not State.ERROR:
+        if t.new is State.CONNECTING and t.old not in (State.ERROR, State.CONNECTING):
             # From the wake word: pre-roll before the detection; from the button: from the press.
             det = t.info.get("detection")
             start = (det.end - int(self.settings.wake.pre_roll_seconds * CAPTURE_RATE) if det is not None
                      else t.info["from_index"])
-            self._open_session(start)
+            self._open_session(start, talk=t.event is Event.TALK, wake=det is not None)
             t.session = self.session_id
             self._max_duration = loop.call_later(conv.max_seconds, self.dispatch, Event.MAX_DURATION)
         if t.old is State.RESPONDING:
@@ -132,6 +140,12 @@ class Assistant:
             self._retry.cancel()
         if t.event is Event.CONNECTED:
             self._failures = 0
+        if t.event is Event.TURN_DONE and self._speech is not None and self._by_wake and self._session is not None:
+            self._session.outgoing.put(ACTIVITY_START)  # no server VAD: the follow-up is a new activity
+            self._speech.start()
+        if t.event is Event.TALK and t.old is not State.IDLE and self._session is not None:
+            self._session.outgoing.put(ACTIVITY_START)
+            self._talking = True
         if t.new is State.MUTED:
             self._preroll.clear()  # nothing heard before the mute may leave after it
         if t.old is State.MUTED:
@@ -173,11 +187,18 @@ class Assistant:
         value, at = self._handle
         return value if time.monotonic() - at <= window else None
 
-    def _open_session(self, start: int) -> None:
+    def _open_session(self, start: int, talk: bool = False, wake: bool = False) -> None:
         self.session_id += 1
         self._discard_turn = False
         session = LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
                               handle=self._resume_handle())
+        if not self.settings.vad.automatic and (talk or wake):
+            # No server VAD: pivoice says when speech starts (and ends: button released, or silence).
+            session.outgoing.put(ACTIVITY_START)
+            self._talking = talk
+            if wake and self._speech is not None:
+                self._speech.start()
+        self._by_wake = wake
         for frame in self._preroll.since(start):
             session.outgoing.put(frame.pcm)
         self._session = session
@@ -272,15 +293,17 @@ class Assistant:
     # -- the microphone ---------------------------------------------------------------------------
     async def _route_audio(self) -> None:
         while True:
-            item = await self.capture.queue.get()
+            item, hit = await self.capture.queue.get()
+            self.capture.taken()
             if self.state is State.MUTED:
                 continue  # the microphone is off: the audio goes nowhere, not even into the ring
             self._newest = item.end
             self._preroll.append(item)
             if self.state in IN_CONVERSATION and self._session is not None:
                 self._session.outgoing.put(item.pcm)
-            if self.state in (State.IDLE, State.RESPONDING, State.ERROR):
-                hit = await self.detector.process(item)
+                if self._speech is not None and self._speech.ended(item.pcm):
+                    self._session.outgoing.put(ACTIVITY_END)
+            if self.state in WAKE_STATES:
                 if hit is None:
                     continue
                 if self.state in (State.IDLE, State.ERROR):
@@ -345,10 +368,18 @@ class Assistant:
 
     def _button_down(self) -> None:
         self._press = (self.state, self._newest)
+        if not self.settings.vad.automatic and self.state is not State.MUTED:
+            self.dispatch(Event.TALK, from_index=self._newest)  # push-to-talk: held = speaking
+            return
         self.dispatch(Event.BUTTON_DOWN)
 
     def _button_up(self, held: bool) -> None:
         press, self._press = self._press, None
+        if self._talking:
+            self._talking = False
+            if self._session is not None:
+                self._session.outgoing.put(ACTIVITY_END)
+            return
         if held or press is None:
             return  # a long press: MUTE_TOGGLE did the work
         if press[0] in (State.IDLE, State.ERROR):
@@ -367,6 +398,7 @@ _MESSAGES: dict[Event, str] = {
     Event.BARGE_IN: "heard {name!r} over the answer (score {score:.2f}): answer stopped, listening",
     Event.BUTTON_DOWN: "button pressed: {what}",
     Event.TAP: "button tapped: connecting to the Live API",
+    Event.TALK: "push-to-talk: speaking",
     Event.MUTE_TOGGLE: "{what}",
     Event.TURN_DONE: "answer played: listening for a follow-up",
     Event.FOLLOW_UP_TIMEOUT: "no follow-up: conversation over, waiting for the wake word",
@@ -403,3 +435,34 @@ def log_transition(t: Transition) -> None:
     log.log(level, _MESSAGES[t.event].format(**info),
             extra=fields(event=t.event.value, state=t.new.value, session=t.session or None,
                          latency_ms=info.get("setup_ms")))
+
+
+class Endpoint:
+    """End of speech by energy, for wake-word turns when the server's activity detection is off: after
+    some speech, vad.silence_duration_ms (default 800 ms) of frames near the noise floor end it."""
+
+    def __init__(self, silence_ms: int = 800):
+        self.silence = silence_ms * CAPTURE_RATE // 1000
+        self.active = False
+        self._quiet = 0
+        self._spoke = 0
+        self._floor = 100.0
+
+    def start(self) -> None:
+        self.active, self._quiet, self._spoke = True, 0, 0
+
+    def ended(self, pcm: bytes) -> bool:
+        if not self.active:
+            return False
+        x = np.frombuffer(pcm, "<i2").astype(np.float32)
+        rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+        if rms < 3 * self._floor:
+            self._floor = 0.95 * self._floor + 0.05 * max(rms, 20.0)
+            self._quiet += x.size
+        else:
+            self._quiet = 0
+            self._spoke += x.size
+        if self._spoke >= CAPTURE_RATE // 4 and self._quiet >= self.silence:
+            self.active = False
+            return True
+        return False

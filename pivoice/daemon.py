@@ -76,7 +76,7 @@ def build(settings: Settings, key: ApiKey) -> Daemon:
         EchoGuard(resolve_models(settings.wake.models), settings.wake.threshold, playback.heard_at),
     )
     notifier = Notifier()
-    gpio = Gpio(settings.gpio, assistant)
+    gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
     assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
     assistant.listeners.append(gpio.on_transition)
     return Daemon(settings, assistant, gpio, notifier)

@@ -56,8 +56,10 @@ def check_pins(s: GpioSettings) -> str | None:
 class Gpio:
     """Owns the gpiozero devices. `available` is False when running without them."""
 
-    def __init__(self, settings: GpioSettings, assistant: Any):
+    def __init__(self, settings: GpioSettings, assistant: Any, hold_mutes: bool = True):
+        """hold_mutes: a long press toggles mute (not in push-to-talk mode, where holding is talking)."""
         self.settings = settings
+        self.hold_mutes = hold_mutes
         self.assistant = assistant
         self.led: Any = None
         self.button: Any = None
@@ -110,7 +112,8 @@ class Gpio:
             self.button = Button(s.button_pin, pull_up=s.button_pull_up, bounce_time=bounce,
                                  hold_time=s.long_press_seconds)
             self.button.when_pressed = self._pressed
-            self.button.when_held = self._long_pressed
+            if self.hold_mutes:
+                self.button.when_held = self._long_pressed
             self.button.when_released = self._released
         if s.mute_pin is not None:
             self.mute_button = Button(s.mute_pin, pull_up=s.button_pull_up, bounce_time=bounce)

@@ -49,12 +49,13 @@ class Event(str, Enum):
     BARGE_IN = "barge_in"  # a person said the wake word over the answer
     BUTTON_DOWN = "button_down"  # the talk button went down (interrupts, or ends a conversation)
     TAP = "tap"  # the talk button was pressed and released (not held) while idle: push-to-talk
+    TALK = "talk"  # push-to-talk (vad.automatic = false): the button went down, speaking starts
     MUTE_TOGGLE = "mute_toggle"  # the talk button held (long press), or the mute button pressed
     STOP = "stop"  # SIGINT / SIGTERM
 
 
 #: the interruptions: playback stops at once and the session keeps listening
-INTERRUPTIONS = frozenset({Event.INTERRUPTED, Event.BUTTON_DOWN, Event.BARGE_IN})
+INTERRUPTIONS = frozenset({Event.INTERRUPTED, Event.BUTTON_DOWN, Event.BARGE_IN, Event.TALK})
 
 IN_CONVERSATION = frozenset({State.CONNECTING, State.LISTENING, State.RESPONDING})
 
@@ -67,6 +68,10 @@ _TABLE: dict[tuple[State, Event], State] = {
     (State.RESPONDING, Event.BUTTON_DOWN): State.LISTENING,
     (State.RESPONDING, Event.BARGE_IN): State.LISTENING,
     (State.MUTED, Event.MUTE_TOGGLE): State.IDLE,
+    (State.IDLE, Event.TALK): State.CONNECTING,
+    (State.CONNECTING, Event.TALK): State.CONNECTING,
+    (State.LISTENING, Event.TALK): State.LISTENING,
+    (State.RESPONDING, Event.TALK): State.LISTENING,
     (State.ERROR, Event.RETRY): State.IDLE,
     (State.ERROR, Event.RELOADED): State.IDLE,
     (State.ERROR, Event.MIC_BACK): State.IDLE,

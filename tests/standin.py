@@ -58,6 +58,7 @@ class Behaviour:
     drop_after_bytes: int | None = None  # abort the TCP connection (no close frame) after this much audio
     stall_after_chunks: int | None = None  # stop sending mid-reply after this many audio messages
     garbage: bool = False  # send a non-JSON frame and an {"error": ...} frame before each reply
+    reply_on_activity_end: bool = False  # answer when the client ends an activity (VAD off)
     faults_once: bool = True  # go_away/drop/stall only on the first connection
 
 
@@ -66,6 +67,7 @@ class Session:
     headers: dict
     handle_in: str | None = None  # the resumption handle the client's setup carried
     handles_out: list = field(default_factory=list)
+    activity: list = field(default_factory=list)  # ("start"|"end", bytes of audio received before it)
     setup: dict | None = None
     audio: bytearray = field(default_factory=bytearray)
     messages: list = field(default_factory=list)
@@ -176,6 +178,11 @@ class LiveStandIn:
                 rt = _get(msg, "realtime_input")
                 if rt is None:
                     continue
+                for kind in ("start", "end"):
+                    if _get(rt, f"activity_{kind}") is not None:
+                        sess.activity.append((kind, len(sess.audio)))
+                        if kind == "end" and b.reply_on_activity_end and reply_task is None:
+                            reply_task = asyncio.create_task(self._reply(ws, sess, faults))
                 audio = _get(rt, "audio")
                 if audio is None:
                     continue

@@ -265,3 +265,34 @@ def test_without_usable_gpio_the_voice_still_works(gpio, line, soundcard, standi
     standin.wait_for(lambda: len(standin.sessions) == 1, 10, "a session")
     assert d.stop()[0] == 0
     assert "Traceback" not in d.output
+
+
+def test_push_to_talk_frames_the_held_audio_with_activity_markers(mock_pins, soundcard, standin, in_process):
+    """vad.automatic = false: holding the button is speaking; activity_start/activity_end frame it."""
+    standin.behaviour.reply_after_seconds = None
+    standin.behaviour.reply_on_activity_end = True
+    standin.behaviour.reply_pcm = read_wav("reply_24k.wav")[:24000]
+    d = in_process(CONFIG.format(follow_up=3) + "[vad]\nautomatic = false\n")
+    d.wait_event("ready")
+    command = read_wav("command_time_tokyo.wav")
+    p = mock_pins.pin(17)
+    p.drive_low()  # pressed and held while speaking
+    soundcard.say_and_wait(silence(0.2) + command + silence(0.2))
+    p.drive_high()
+    d.wait_event("model_audio", timeout=10)  # the stand-in answered at activity_end
+    s = standin.sessions[0]
+    from standin import _get
+
+    assert _get(_get(s.setup, "realtime_input_config"), "automatic_activity_detection")["disabled"] is True
+    assert [k for k, _ in s.activity] == ["start", "end"]
+    (_, start), (_, end) = s.activity
+    held = bytes(s.audio[start:end])
+    assert start == 0 and held.find(command) >= 0, "the held audio is not framed by the markers"
+    assert len(held) < len(command) + 1.5 * 32000
+    # A second press in the same conversation is the next turn, not its end.
+    p.drive_low()
+    soundcard.say_and_wait(read_wav("command_paris.wav"))
+    p.drive_high()
+    standin.wait_for(lambda: len(s.activity) == 4, 5, "a second activity")
+    assert len(standin.sessions) == 1
+    d.stop()

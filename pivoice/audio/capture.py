@@ -2,8 +2,10 @@
 to the event loop. A device that fails or goes silent for STALL_SECONDS (unplugged, hung) is closed and
 reopened with a backoff; the assistant is told when it goes and when it is back.
 
-The hand-over queue is bounded and the thread waits when it is full: audio is never dropped between the
-device and the consumer. On a real device the consumer keeps up and the queue stays near empty; on an
+The thread also runs the wake-word detector on each frame while the assistant wants it (`scoring`), so a
+frame costs one hand-over to the event loop, with its detection (bench/wake_cost.py --explain measured
+the hand-overs). The hand-over is bounded (SLOTS frames) and the thread waits when it is full: audio is
+never dropped between the device and the consumer. On a real device the consumer keeps up; on an
 unpaced test device (ALSA's file plugin) the wait paces capture to the consumer.
 """
 
@@ -29,24 +31,28 @@ PERIODS = 4
 
 
 STALL_SECONDS = 3.0  # no audio for this long from a device that should deliver every 80 ms: it is gone
+SLOTS = 32  # frames (2.5 s) handed over and not yet taken, before the thread waits
 RETRY_FIRST = 1.0  # seconds before reopening a failed device; doubles up to RETRY_MAX
 RETRY_MAX = 10.0
 
 
 class Capture:
-    def __init__(self, device: str, key: str = "audio.input_device", on_lost=None, on_back=None):
+    def __init__(self, device: str, key: str = "audio.input_device", on_lost=None, on_back=None, scorer=None):
         """`on_lost(message)` / `on_back()`: called on the event loop when the device fails while running
         (unplugged, an error alsa-lib cannot recover) and when it works again."""
         self.device = device
         self.key = key
         self.on_lost = on_lost
         self.on_back = on_back
+        self.scorer = scorer  # frame -> detection or None, run in this thread while `scoring`
+        self.scoring = False
         self._pcm = None
         self._poll = None
         self._convert: Converter | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=32)
+        self.queue: asyncio.Queue[tuple[Frame, object]] = asyncio.Queue()  # (frame, detection or None)
+        self._slots = threading.BoundedSemaphore(SLOTS)
 
     def open(self) -> None:
         """Open the device (raises ConfigError/DeviceError with a message naming the key)."""
@@ -68,19 +74,20 @@ class Capture:
         self._thread = threading.Thread(target=self._run, args=(loop,), name="capture", daemon=True)
         self._thread.start()
 
-    def _put(self, loop: asyncio.AbstractEventLoop, item: Frame) -> bool:
-        """Hand an item to the event loop, waiting while the queue is full. False when stopping."""
-        fut = asyncio.run_coroutine_threadsafe(self.queue.put(item), loop)
-        while not self._stop.is_set():
-            try:
-                fut.result(timeout=0.2)
-                return True
-            except concurrent.futures.TimeoutError:
-                continue
-            except (RuntimeError, concurrent.futures.CancelledError):  # the loop is gone
+    def _put(self, loop: asyncio.AbstractEventLoop, item: tuple[Frame, object]) -> bool:
+        """Hand an item to the event loop, waiting while SLOTS are taken. False when stopping."""
+        while not self._slots.acquire(timeout=0.2):
+            if self._stop.is_set():
                 return False
-        fut.cancel()
-        return False
+        try:
+            loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the loop is gone
+            return False
+        return True
+
+    def taken(self) -> None:
+        """The consumer took an item off `queue` (frees its slot)."""
+        self._slots.release()
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         index = 0
@@ -123,7 +130,8 @@ class Capture:
                 data = self._convert(data)
             frame = Frame(index, data, time.monotonic())
             index = frame.end
-            if not self._put(loop, frame):
+            hit = self.scorer(frame) if self.scoring and self.scorer is not None else None
+            if not self._put(loop, (frame, hit)):
                 return
 
     @staticmethod

@@ -31,7 +31,7 @@ class Playback:
         self.key = key
         self._pcm = None
         self._convert: Converter | None = None
-        self._queue: queue.SimpleQueue[tuple[int, bytes]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()  # None: wake up
         # The played stream's timeline, in 24 kHz samples since start: `queued` counts what play() was
         # given; each period written leaves a mark (end offset, when its last sample will be heard).
         self.queued = 0
@@ -89,6 +89,7 @@ class Playback:
         """Silence now: drop what is queued and what the device holds."""
         self._flush.set()
         self._drain_queue()
+        self._queue.put(None)  # wake the thread if it sleeps
 
     @property
     def idle(self) -> bool:
@@ -113,13 +114,18 @@ class Playback:
                     self._idle.set()
                     continue
                 try:
-                    offset, chunk = self._queue.get(timeout=0.01)
+                    # Idle: sleep until there is something to do (play, stop and close wake it);
+                    # playing: look every 10 ms for the device to have played out.
+                    item = self._queue.get(timeout=None if self._idle.is_set() else 0.01)
                 except queue.Empty:
                     if not self._idle.is_set() and self._played_out():
                         with self._lock:
                             if self._queue.empty():
                                 self._idle.set()
                     continue
+                if item is None:
+                    continue  # a wake-up
+                offset, chunk = item
                 # A period at a time, so a stop waits for at most one period's write.
                 step = PERIOD_FRAMES * 2
                 for start in range(0, len(chunk), step):
@@ -153,6 +159,7 @@ class Playback:
     def close(self) -> None:
         self._stop.set()
         self._flush.set()
+        self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         if self._pcm is not None:

@@ -207,23 +207,28 @@ def classify(e: BaseException, settings: LiveSettings) -> SessionError:
     return SessionError(f"{type(e).__name__}: {e}", "closed")
 
 
+ACTIVITY_START = "activity_start"
+ACTIVITY_END = "activity_end"
+
+
 class Outgoing:
-    """The audio waiting to be sent, in order; a chunk whose send failed goes back to the front."""
+    """What waits to be sent, in order: audio chunks, and ACTIVITY_START / ACTIVITY_END markers when
+    the server's activity detection is off. A chunk whose send failed goes back to the front."""
 
     def __init__(self):
-        self._q: deque[bytes] = deque()
+        self._q: deque[bytes | str] = deque()
         self._ready = asyncio.Event()
 
-    def put(self, pcm: bytes) -> None:
-        self._q.append(pcm)
+    def put(self, item: bytes | str) -> None:
+        self._q.append(item)
         self._ready.set()
 
-    def put_front(self, chunks: list[bytes]) -> None:
+    def put_front(self, chunks: list[bytes | str]) -> None:
         self._q.extendleft(reversed(chunks))
         if self._q:
             self._ready.set()
 
-    async def get(self) -> bytes:
+    async def get(self) -> bytes | str:
         while not self._q:
             self._ready.clear()
             await self._ready.wait()
@@ -331,6 +336,12 @@ class LiveSession:
         while True:
             pcm = await self.outgoing.get()
             try:
+                if pcm == ACTIVITY_START:
+                    await session.send_realtime_input(activity_start=types.ActivityStart())
+                    continue
+                if pcm == ACTIVITY_END:
+                    await session.send_realtime_input(activity_end=types.ActivityEnd())
+                    continue
                 await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
             except BaseException:
                 self.outgoing.put_front([pcm])  # not sent: it goes on the next connection

@@ -77,7 +77,8 @@ class WakeDetector:
         self.threshold = threshold
         self._paths = resolve_models(model_names)
         self._engine: OpenWakeWordEngine | None = None
-        # One thread owns the interpreters: LiteRT interpreters are not thread-safe.
+        # LiteRT interpreters are not thread-safe: they are loaded in this pool, then scored in the
+        # capture thread only (score()).
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wake")
         self._reset_pending = False
         self._heard = 0  # samples since the last stats line
@@ -103,7 +104,8 @@ class WakeDetector:
         """Forget what was heard (takes effect before the next frame is scored)."""
         self._reset_pending = True
 
-    def _score(self, frame: Frame) -> Detection | None:
+    def score(self, frame: Frame) -> Detection | None:
+        """Scores a frame (in the one thread that feeds the detector: the capture thread)."""
         if self._reset_pending:
             self._engine.reset()
             self._reset_pending = False
@@ -124,8 +126,6 @@ class WakeDetector:
             self._peak.clear()
         return hit
 
-    async def process(self, frame: Frame) -> Detection | None:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._score, frame)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
