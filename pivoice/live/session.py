@@ -254,6 +254,8 @@ class LiveSession:
         self.sent_bytes = 0
         self.connections = 0
         self._recent: deque[tuple[float, bytes]] = deque()  # (when sent, pcm), for a resend
+        self._sending = False  # a send is under way (cancelling it could leave half a frame)
+        self._heard_from = False  # the current connection has had a message from the server
         self._in_turn = False
         self._go_away_at: float | None = None  # monotonic deadline of a GoAway
         self._switch_at: float | None = None  # after a GoAway: when to switch, at a turn boundary
@@ -278,6 +280,7 @@ class LiveSession:
         attempts = 0
         while True:
             cm, session, setup_ms = await self._connect()
+            self._heard_from = False
             self._on_event(Connected(setup_ms, resumed))
             try:
                 await self._stream(session)
@@ -286,7 +289,7 @@ class LiveSession:
                          extra=fields(event="go_away"))
                 attempts = 0
             except SessionError as e:
-                attempts += 1
+                attempts = 1 if self._heard_from else attempts + 1  # in a row, without a message between
                 if not e.transient or self.handle is None or attempts > MAX_RESUMES:
                     raise
                 log.warning("connection lost (%s): resuming the conversation", e,
@@ -326,6 +329,11 @@ class LiveSession:
                     raise classify(exc, self._settings) from None
             raise SessionError("the Live API ended the session", "closed")
         finally:
+            # Let a send under way finish (briefly) so a GoAway switch neither cuts nor repeats a frame.
+            for _ in range(200):
+                if not self._sending or sender.done():
+                    break
+                await asyncio.sleep(0.005)
             for task in (sender, receiver):
                 task.cancel()
             await asyncio.gather(sender, receiver, return_exceptions=True)
@@ -335,6 +343,7 @@ class LiveSession:
 
         while True:
             pcm = await self.outgoing.get()
+            self._sending = True
             try:
                 if pcm == ACTIVITY_START:
                     await session.send_realtime_input(activity_start=types.ActivityStart())
@@ -346,6 +355,8 @@ class LiveSession:
             except BaseException:
                 self.outgoing.put_front([pcm])  # not sent: it goes on the next connection
                 raise
+            finally:
+                self._sending = False
             self.sent_bytes += len(pcm)
             now = time.monotonic()
             self._recent.append((now, pcm))
@@ -394,6 +405,7 @@ class LiveSession:
 
     def _dispatch(self, msg) -> bool:
         """Report what the message says; True when it brought a new resumption handle."""
+        self._heard_from = True
         fresh = False
         if msg.go_away is not None:
             left = _seconds(msg.go_away.time_left)
