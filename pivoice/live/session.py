@@ -300,7 +300,7 @@ class LiveSession:
                 try:
                     async with asyncio.timeout(1.5):
                         await cm.__aexit__(None, None, None)
-                except (Exception, asyncio.CancelledError):  # noqa: BLE001 - closing is best effort
+                except Exception:  # noqa: BLE001 - closing is best effort
                     pass
             resumed = True
             self._go_away_at = self._switch_at = None
