@@ -314,6 +314,27 @@ class Assistant:
                         continue
                     self.dispatch(Event.BARGE_IN, detection=hit)
 
+    async def _supervise(self, part, name: str) -> None:
+        """Run `part`; when it fails (a bug), log the cause and start it again. Five failures within a
+        minute end the daemon (exit 70, and systemd restarts it): a loop of the same crash helps no one."""
+        failures: list[float] = []
+        while True:
+            try:
+                await part()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                now = time.monotonic()
+                failures = [t for t in failures if now - t < 60] + [now]
+                log.exception("%s failed (a bug: please report it with this log); restarting it", name,
+                              extra=fields(event="crash", state=self.state.value))
+                if len(failures) >= 5:
+                    raise
+                if self.state in IN_CONVERSATION:
+                    self.dispatch(Event.SESSION_FAILED, reason=f"{name} failed", kind="closed")
+                await asyncio.sleep(1.0)
+
     # -- running ----------------------------------------------------------------------------------
     @property
     def wake_words(self) -> str:
@@ -329,11 +350,11 @@ class Assistant:
             self.playback.start()
             self.capture.start(loop)
             self.dispatch(Event.READY, words=self.wake_words)
-            router = asyncio.create_task(self._route_audio(), name="audio-router")
+            router = asyncio.create_task(self._supervise(self._route_audio, "the audio router"), name="audio-router")
             stopped = asyncio.create_task(self._stopped.wait())
             await asyncio.wait({router, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if router.done():
-                router.result()  # re-raises a capture failure
+                router.result()  # re-raises when it kept failing
             router.cancel()
         finally:
             if self.state is not State.STOPPED:

@@ -206,15 +206,18 @@ def test_server_stalling_mid_answer_times_out(soundcard, standin, run_daemon):
     assert d.stop()[0] == 0
 
 
-def test_garbage_frames_are_skipped(soundcard, standin, run_daemon, tmp_path):
+def test_garbage_frames_are_skipped_and_transcripts_logged(soundcard, standin, run_daemon, tmp_path):
     reply = read_wav("reply_24k.wav")
     b = standin.behaviour
     b.reply_after_seconds = 2.5
     b.reply_pcm = reply
     b.garbage = True
-    d = run_daemon(config(), extra_env=standin.env())
+    b.input_transcripts = True
+    d = run_daemon(config(extra="transcripts = true\n"), extra_env=standin.env())
     start_conversation(d, soundcard)
     d.wait_for("skipped a malformed message from the Live API", timeout=20)
+    # live.transcripts: what the API heard is logged, with a field journald keeps.
+    d.wait_for(r"INFO pivoice.assistant: heard: \.\.\. \[event=transcript session=1 heard=\.\.\.\]", timeout=1)
     d.wait_for("answer played: listening for a follow-up", timeout=15)
     d.wait_for("no follow-up: conversation over", timeout=10)  # (the file plugin writes its tail then)
     standin.wait_for(lambda: (tmp_path / "speaker.raw").read_bytes().find(reply) >= 0, 2,

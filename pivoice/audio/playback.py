@@ -16,6 +16,7 @@ from collections import deque
 import alsaaudio
 
 from .alsa import PcmParams, open_pcm
+from ..logs import fields
 from .convert import Converter
 
 log = logging.getLogger("pivoice.audio")
@@ -105,39 +106,60 @@ class Playback:
             pass
 
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                if self._flush.is_set():
-                    self._flush.clear()
-                    self._drain_queue()
-                    self._pcm.drop()
-                    self._idle.set()
-                    continue
+        """Plays until closed; a failing device is logged, closed and reopened (the conversation goes on,
+        unheard until it is back)."""
+        wait = 1.0
+        while not self._stop.is_set():
+            try:
+                if self._pcm is None:
+                    self.open()
+                    log.info("the speaker %s is back", self.device)
+                    self.failed = None
+                self._play()
+                return
+            except Exception as e:  # noqa: BLE001
+                self.failed = f"speaker {self.device} failed: {getattr(e, 'message', None) or e}"
+                log.error("%s; reopening it in %.0f s (answers are not heard meanwhile)", self.failed, wait,
+                          extra=fields(event="speaker_failed"))
                 try:
-                    # Idle: sleep until there is something to do (play, stop and close wake it);
-                    # playing: look every 10 ms for the device to have played out.
-                    item = self._queue.get(timeout=None if self._idle.is_set() else 0.01)
-                except queue.Empty:
-                    if not self._idle.is_set() and self._played_out():
-                        with self._lock:
-                            if self._queue.empty():
-                                self._idle.set()
-                    continue
-                if item is None:
-                    continue  # a wake-up
-                offset, chunk = item
-                # A period at a time, so a stop waits for at most one period's write.
-                step = PERIOD_FRAMES * 2
-                for start in range(0, len(chunk), step):
-                    if self._flush.is_set() or self._stop.is_set():
-                        break
-                    piece = chunk[start : start + step]
-                    self._write(self._convert(piece) if self._convert else piece)
-                    self._mark(offset + (start + len(piece)) // 2)
-        except Exception as e:  # noqa: BLE001 - reported, and the assistant keeps going without sound
-            self.failed = f"playback device {self.device} failed: {e}"
-            log.error("%s; answers cannot be heard until pivoice restarts", self.failed)
-            self._idle.set()
+                    self._pcm.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                self._pcm = None
+                self._drain_queue()
+                self._idle.set()
+                self._stop.wait(wait)
+                wait = min(wait * 2, 30.0)
+
+    def _play(self) -> None:
+        while not self._stop.is_set():
+            if self._flush.is_set():
+                self._flush.clear()
+                self._drain_queue()
+                self._pcm.drop()
+                self._idle.set()
+                continue
+            try:
+                # Idle: sleep until there is something to do (play, stop and close wake it);
+                # playing: look every 10 ms for the device to have played out.
+                item = self._queue.get(timeout=None if self._idle.is_set() else 0.01)
+            except queue.Empty:
+                if not self._idle.is_set() and self._played_out():
+                    with self._lock:
+                        if self._queue.empty():
+                            self._idle.set()
+                continue
+            if item is None:
+                continue  # a wake-up
+            offset, chunk = item
+            # A period at a time, so a stop waits for at most one period's write.
+            step = PERIOD_FRAMES * 2
+            for start in range(0, len(chunk), step):
+                if self._flush.is_set() or self._stop.is_set():
+                    break
+                piece = chunk[start : start + step]
+                self._write(self._convert(piece) if self._convert else piece)
+                self._mark(offset + (start + len(piece)) // 2)
 
     def _write(self, data: bytes) -> None:
         self._pcm.write(data)
