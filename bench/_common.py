@@ -122,6 +122,14 @@ def require(*programs: str) -> None:
                  f"`bash scripts/setup.sh --dev` first, then run this with .venv/bin/python.")
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit, so the `finally` blocks that stop the virtual sound card (a
+    daemonized PulseAudio) and pivoice run: a killed benchmark leaves nothing running."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def venv_python() -> str:
     """The project's venv interpreter (the one the README's setup makes), else this one."""
     p = ROOT / ".venv" / "bin" / "python"

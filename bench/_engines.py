@@ -108,45 +108,43 @@ def run_litert(words, pcm: np.ndarray, models: Path) -> dict:
 
 # -- pivoice's capture-to-detector path ------------------------------------------------------------
 def run_pivoice(words, pcm: np.ndarray | None, models: Path, device: str = "bench_mic") -> dict:
-    """pivoice.audio.capture.Capture on an ALSA file-plugin PCM (HOME holds the .asoundrc) feeding
-    pivoice.wake.detector.WakeDetector.process from an asyncio loop, as Assistant._route_audio does
-    while idle (pre-roll ring append, then the detector; a detection is counted, not acted on)."""
+    """pivoice.audio.capture.Capture on an ALSA file-plugin PCM (HOME holds the .asoundrc), scoring each
+    frame in its thread with pivoice.wake.detector.WakeDetector.score, consumed by an asyncio loop as
+    Assistant._route_audio consumes it while idle: `item, hit = await queue.get(); taken()`, the pre-roll
+    ring append, then the detection (counted, not acted on)."""
     import asyncio
 
-    from pivoice.audio.capture import Capture, CaptureError
+    from pivoice.audio.capture import Capture
     from pivoice.audio.ring import PreRoll
     from pivoice.wake.detector import WakeDetector
 
     total = pcm.size if pcm is not None else float("inf")  # None: a live device, until killed
 
     async def main() -> dict:
-        cap = Capture(device)
-        cap.open()
         det = WakeDetector(list(words), THRESHOLD)
+        cap = Capture(device, scorer=det.score)  # as Assistant wires them: capture.scorer = detector.score
+        cap.open()
         await det.load()
+        cap.scoring = True
         preroll = PreRoll(PREROLL_RING_SECONDS)
         if pcm is None:
             print("READY", flush=True)
         hits, last = 0, -REFRACTORY * CHUNK
-        loop = asyncio.get_running_loop()
         t0, w0 = time.process_time(), time.monotonic()
-        cap.start(loop)
+        cap.start(asyncio.get_running_loop())
         while True:
-            item = await cap.queue.get()
-            if isinstance(item, CaptureError):
-                raise item
+            item, hit = await cap.queue.get()
+            cap.taken()
             preroll.append(item)
-            hit = await det.process(item)
             if hit is not None and hit.end - last >= REFRACTORY * CHUNK:
                 hits += 1
                 last = hit.end
             if item.end >= total:
                 break
-        cpu, wall = time.process_time() - t0, time.monotonic() - w0
+        r = result(words, total, time.process_time() - t0, time.monotonic() - w0, None)  # threads: running
+        r["hits"] = {"any": hits}
         cap.close()
         det.close()
-        r = result(words, total, cpu, wall, None)
-        r["hits"] = {"any": hits}
         return r
 
     return asyncio.run(main())
@@ -165,30 +163,26 @@ def run_pivoice_engine(words, pcm: np.ndarray, models: Path) -> dict:
     return result(words, pcm.size, time.process_time() - t0, time.monotonic() - w0, None)
 
 
-def run_pivoice_executor(words, pcm: np.ndarray, models: Path) -> dict:
-    """WakeDetector.process (run_in_executor: loop -> 'wake' thread -> loop) on frames from memory."""
+def run_pivoice_score(words, pcm: np.ndarray, models: Path) -> dict:
+    """WakeDetector.score (the engine plus the detector's bookkeeping) on frames from memory, one thread."""
     import asyncio
 
     from pivoice.audio.ring import Frame
     from pivoice.wake.detector import WakeDetector
 
     raw = pcm.astype("<i2").tobytes()
-
-    async def main() -> dict:
-        det = WakeDetector(list(words), THRESHOLD)
-        await det.load()
-        t0, w0 = time.process_time(), time.monotonic()
-        for k in range(pcm.size // CHUNK):
-            await det.process(Frame(k * CHUNK, raw[k * CHUNK * 2 : (k + 1) * CHUNK * 2]))
-        r = result(words, pcm.size, time.process_time() - t0, time.monotonic() - w0, None)
-        det.close()
-        return r
-
-    return asyncio.run(main())
+    det = WakeDetector(list(words), THRESHOLD)
+    asyncio.run(det.load())
+    t0, w0 = time.process_time(), time.monotonic()
+    for k in range(pcm.size // CHUNK):
+        det.score(Frame(k * CHUNK, raw[k * CHUNK * 2 : (k + 1) * CHUNK * 2]))
+    r = result(words, pcm.size, time.process_time() - t0, time.monotonic() - w0, None)
+    det.close()
+    return r
 
 
 def run_pivoice_capture(words, pcm: np.ndarray, models: Path, device: str = "bench_mic") -> dict:
-    """Capture alone: the ALSA reads and the capture thread -> event loop hand-over, no scoring."""
+    """Capture alone (scoring off): the ALSA reads and the capture thread -> event loop hand-over."""
     import asyncio
 
     from pivoice.audio.capture import Capture
@@ -199,9 +193,8 @@ def run_pivoice_capture(words, pcm: np.ndarray, models: Path, device: str = "ben
         t0, w0 = time.process_time(), time.monotonic()
         cap.start(asyncio.get_running_loop())
         while True:
-            item = await cap.queue.get()
-            if isinstance(item, Exception):
-                raise item
+            item, _ = await cap.queue.get()
+            cap.taken()
             if item.end >= pcm.size:
                 break
         r = result(words, pcm.size, time.process_time() - t0, time.monotonic() - w0, None)
@@ -211,13 +204,10 @@ def run_pivoice_capture(words, pcm: np.ndarray, models: Path, device: str = "ben
     return asyncio.run(main())
 
 
-def run_pivoice_inline(words, pcm: np.ndarray, models: Path, device: str = "bench_mic",
-                       quiet: bool = False) -> dict:
-    """Prototypes of the fixes suggested in BENCHMARKS.md, built from pivoice's own classes: the capture
-    thread scores each frame itself (WakeDetector._score) and hands (frame, detection) to the event loop
-    in the hand-over it makes anyway, so the run_in_executor round trip per frame is gone. `quiet`: the
-    capture thread also keeps the pre-roll ring, and wakes the loop only for a detection (and, here, for
-    the last frame), so while idle no frame crosses threads at all."""
+def run_pivoice_quiet(words, pcm: np.ndarray, models: Path, device: str = "bench_mic") -> dict:
+    """A prototype, bench code built from pivoice's classes: as pivoice's path, but the capture thread also
+    keeps the pre-roll ring and hands a frame to the event loop only with a detection (and, here, the last
+    frame), so while idle no frame crosses threads. What is left of pivoice's extra is that hand-over."""
     import asyncio
 
     from pivoice.audio.capture import Capture
@@ -226,29 +216,26 @@ def run_pivoice_inline(words, pcm: np.ndarray, models: Path, device: str = "benc
 
     preroll = PreRoll(PREROLL_RING_SECONDS)
 
-    class ScoringCapture(Capture):
-        detector: WakeDetector
-
+    class QuietCapture(Capture):
         def _put(self, loop, item):
-            hit = None if isinstance(item, Exception) else self.detector._score(item)
-            if quiet and hit is None and not isinstance(item, Exception) and item.end < pcm.size:
-                preroll.append(item)
+            frame, hit = item
+            if hit is None and frame.end < pcm.size:
+                preroll.append(frame)
                 return True
-            return super()._put(loop, (item, hit))
+            return super()._put(loop, item)
 
     async def main() -> dict:
-        cap = ScoringCapture(device)
-        cap.open()
         det = WakeDetector(list(words), THRESHOLD)
-        det._engine = det._load()  # used by the capture thread only, from here on
-        cap.detector = det
+        cap = QuietCapture(device, scorer=det.score)
+        cap.open()
+        await det.load()
+        cap.scoring = True
         hits, last = 0, -REFRACTORY * CHUNK
         t0, w0 = time.process_time(), time.monotonic()
         cap.start(asyncio.get_running_loop())
         while True:
             item, hit = await cap.queue.get()
-            if isinstance(item, Exception):
-                raise item
+            cap.taken()
             preroll.append(item)
             if hit is not None and hit.end - last >= REFRACTORY * CHUNK:
                 hits += 1
@@ -348,9 +335,8 @@ def main() -> None:
     pcm = np.fromfile(sys.argv[3], dtype="<i2")
     run = {"pivoice": run_pivoice, "litert": run_litert, "pyopen": run_pyopen,
            "openwakeword": run_openwakeword, "pivoice-engine": run_pivoice_engine,
-           "pivoice-executor": run_pivoice_executor, "pivoice-capture": run_pivoice_capture,
-           "pivoice-inline": run_pivoice_inline,
-           "pivoice-inline-quiet": lambda *a: run_pivoice_inline(*a, quiet=True)}[engine]
+           "pivoice-score": run_pivoice_score, "pivoice-capture": run_pivoice_capture,
+           "pivoice-quiet": run_pivoice_quiet}[engine]
     print(json.dumps(run(words, pcm, models)), flush=True)
 
 

@@ -97,6 +97,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of each listening phase (default 60)")
     ap.add_argument("--starts", type=int, default=5, help="starts timed per program (default 5)")
     args = ap.parse_args()
+    c.exit_on_sigterm()
     c.require("pulseaudio", "arecord", "sox")
     command = "bench/footprint.py " + " ".join(sys.argv[1:])
     started = time.monotonic()
@@ -185,7 +186,7 @@ def main() -> None:
         arec = Proc(arecord_cmd, env, tmp)
         procs.append(arec)
         listeners = {"pivoice daemon (python -m pivoice run)": daemon,
-                     "pivoice Capture -> WakeDetector only": path,
+                     "pivoice Capture + WakeDetector.score": path,
                      "bare LiteRT loop (baseline)": bare, "arecord (capture only)": arec}
         time.sleep(5)  # settle
         speech = unrelated_speech_in_noise()[: int(args.seconds * 16000) * 2]

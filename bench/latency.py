@@ -18,12 +18,17 @@ Measured, all on this process's monotonic clock:
   - first reply chunk -> speaker: from the stand-in sending its first audio message to that audio's
     first sample reaching parec on speaker.monitor;
   - interrupt -> silence: from the stand-in sending `interrupted` to the last sample of the answer
-    reaching parec.
+    reaching parec. Then --gpio-conversations (default 10) more conversations each interrupted by the
+    talk button and by "hey jarvis" said over the answer (barge-in), on pivoice's daemon built in this
+    process (pivoice.daemon.build, as tests/conftest.py's InProcessDaemon) so gpiozero's mock pins can
+    be driven: from the pin going low, or from the end of the spoken wake word, to the last sample of
+    the answer (a quiet one there, as in tests/test_gpio.py). An interruption pivoice does not have is
+    printed as "not built yet".
 Times at the speaker are those at which parec received each sample: they include the virtual card's
 own latency (ALSA pulse plugin, null sink, monitor, parec). A probe measures that latency in the same run
 by writing a tone straight to pv_spk with pyalsaaudio, with pivoice's period and buffer sizes.
 
-    .venv/bin/python bench/latency.py [--conversations 20]
+    .venv/bin/python bench/latency.py [--conversations 20] [--gpio-conversations 10]
 """
 
 from __future__ import annotations
@@ -179,7 +184,7 @@ class Speaker:
 
         return at
 
-    def first_loud_after(self, t0: float) -> int | None:
+    def first_loud_after(self, t0: float, level: int = LOUD) -> int | None:
         """The first sample of the answer that reached parec at or after t0."""
         with self._lock:
             if not self.reads:
@@ -187,7 +192,7 @@ class Speaker:
             times = [r[0] for r in self.reads]
             k = max(0, int(np.searchsorted(times, t0 - 0.5)) - 1)
             start = int(self.reads[k][1]) if k > 0 else 0
-        loud = np.flatnonzero(np.abs(self.samples(start)) > LOUD) + start
+        loud = np.flatnonzero(np.abs(self.samples(start)) > level) + start
         if not loud.size:
             return None
         late = loud[self.clock()(loud) >= t0]
@@ -229,19 +234,106 @@ def probe_card(n: int) -> None:
 # `interrupted`: TimedStandIn.interrupt_now). To add one, script its trigger where interrupt_now() is called
 # (e.g. the wake word fed into the microphone over the answer) and give it its own row.
 INTERRUPTIONS = {
-    "server `interrupted`": "INTERRUPTED",  # measured
-    "button": "BUTTON_DOWN",
-    "wake word (barge-in)": "BARGE_IN",
+    "server `interrupted`": "INTERRUPTED",  # the subprocess daemon, TimedStandIn.interrupt_now()
+    "button": "BUTTON_DOWN",  # in-process daemon (gpio_phase): gpiozero mock pin 17 driven low
+    "wake word (barge-in)": "BARGE_IN",  # in-process daemon (gpio_phase): "hey jarvis" over the answer
 }
-MEASURED = {"server `interrupted`"}
 
 
-def unmeasured_interruptions() -> dict[str, str]:
-    """Rows for the interruptions this script does not trigger: whether pivoice has them at all."""
+def built(kind: str) -> bool:
     from pivoice.states import Event
 
-    return {kind: ("built, not measured by this script yet" if hasattr(Event, event) else "not built yet")
-            for kind, event in INTERRUPTIONS.items() if kind not in MEASURED}
+    if not hasattr(Event, INTERRUPTIONS[kind]):
+        return False
+    if kind == "server `interrupted`":
+        return True
+    import importlib.util
+
+    import conftest
+
+    # The tests' way of driving gpiozero's mock pins: pivoice's daemon built in this process.
+    return hasattr(conftest, "InProcessDaemon") and importlib.util.find_spec("gpiozero") is not None
+
+
+GPIO_CONFIG = """
+[audio]
+input_device = "pv_mic"
+output_device = "pv_spk"
+[gpio]
+led = "rgb"
+led_pins = [5, 6, 13]
+button_pin = 17
+long_press_seconds = 1.0
+[conversation]
+follow_up_seconds = {follow_up}
+[live]
+model = "bench-model"
+[log]
+level = "info"
+"""
+BUTTON_PIN = 17
+QUIET = 500  # the in-process phase plays a quiet answer (as tests/test_gpio.py does): louder than this
+
+
+def gpio_phase(n: int, card, standin, speaker, home: Path) -> list[dict]:
+    """`n` conversations interrupted by the button and `n` by the wake word said over the answer,
+    alternating, on pivoice's daemon built in this process (pivoice.daemon.build, as tests/conftest.py's
+    InProcessDaemon does) so that gpiozero's mock pins can be driven."""
+    from conftest import InProcessDaemon, read_wav, silence, tone
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    Device.pin_factory = MockFactory(pin_class=MockPWMPin)
+    os.environ.update(HOME=str(home), XDG_RUNTIME_DIR=str(home), **standin.env())
+    standin.behaviour.reply_pcm = tone(3.0, level=0.05)  # sent whole within 0.75 s: before any interrupt
+    d = InProcessDaemon(GPIO_CONFIG.format(follow_up=FOLLOW_UP))
+    convs = []
+    try:
+        d.wait_event("ready", timeout=60)
+        jarvis, rp, command_pcm = read_wav("hey_jarvis.wav"), read_wav("hey_jarvis_rp.wav"), read_wav(
+            "command_time_tokyo.wav")
+        rp_end = int(np.flatnonzero(np.abs(np.frombuffer(rp, "<i2")) > 300)[-1]) + 1
+        for i in range(2 * n):
+            kind = "button" if i % 2 == 0 else "wake word (barge-in)"
+            print(f"in-process conversation {i + 1}/{2 * n}: {kind}", file=sys.stderr, flush=True)
+            t0, base = time.monotonic(), len(standin.sessions)
+            conv = {"kind": kind}
+            try:
+                card.say_at(silence(0.5) + jarvis + silence(0.15) + command_pcm)
+                d.wait_event("wake", timeout=15, after=t0)
+                standin.wait_for(lambda: len(standin.sessions) > base and standin.sessions[base].replies_started,
+                                 15, "the stand-in to answer")
+                reply_at = standin.sessions[base].replies_started[0]
+                first, deadline = None, time.monotonic() + 10
+                while first is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    first = speaker.first_loud_after(reply_at, QUIET)
+                if first is None:
+                    raise AssertionError("the answer never reached the speaker")
+                time.sleep(max(0.0, speaker.clock()(first) + 1.0 - time.monotonic()))
+                if kind == "button":
+                    pin = Device.pin_factory.pin(BUTTON_PIN)
+                    trigger = time.monotonic()
+                    pin.drive_low()
+                    time.sleep(0.15)
+                    pin.drive_high()
+                    event = d.wait_event("button_down", timeout=5, after=trigger)
+                else:
+                    start = card.say_at(rp + silence(0.3))
+                    event = d.wait_event("barge_in", timeout=5, after=reply_at)
+                    trigger = card.written(start + rp_end)[0]
+                d.wait_event("follow_up_timeout", timeout=10, after=event)
+                conv.update(reply_at=reply_at, trigger=trigger, event=event)
+            except AssertionError as e:
+                conv["error"] = str(e).splitlines()[0]
+                print(f"  failed: {conv['error']}", file=sys.stderr)
+                d.wait_state("idle", timeout=20)
+            convs.append(conv)
+            time.sleep(0.3)
+    finally:
+        d.stop()
+        Device.pin_factory.reset()
+    return convs
 
 
 def log_time(line: str) -> float | None:
@@ -261,11 +353,14 @@ def line_index(d, pattern: str, start: int) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--conversations", type=int, default=20)
+    ap.add_argument("--conversations", type=int, default=20, help="interrupted by the server (default 20)")
+    ap.add_argument("--gpio-conversations", type=int, default=10,
+                    help="interrupted by the button, and as many by the wake word (default 10 each)")
     ap.add_argument("--dump", type=Path, help="also save the raw measurements (speaker samples, read times, "
                     "events) to this .npz file")
     ap.add_argument("--probe-card", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    c.exit_on_sigterm()
     if args.probe_card:
         probe_card(args.probe_card)
         return
@@ -324,15 +419,15 @@ def main() -> None:
         convs = []
         for n in range(args.conversations):
             print(f"conversation {n + 1}/{args.conversations}", file=sys.stderr, flush=True)
-            first_line = len(d.lines)
+            first_line, base = len(d.lines), len(standin.sessions)  # this conversation's first connection
             start = card.say_at(lead + jarvis + gap + command_pcm)
             wake_end = start + len(lead) // 2 + speech_end
             conv = {"wake_end_sample": wake_end}
             try:
                 d.wait_for(r"heard 'hey_jarvis'", timeout=15, start=first_line)
-                standin.wait_for(lambda: len(standin.sessions) > n and standin.sessions[n].replies_started, 15,
-                                 "the stand-in to answer")
-                sess = standin.sessions[n]
+                standin.wait_for(lambda: len(standin.sessions) > base and standin.sessions[base].replies_started,
+                                 15, "the stand-in to answer")
+                sess = standin.sessions[base]
                 reply_at = sess.replies_started[0]
                 deadline = time.monotonic() + 10
                 first = None
@@ -346,7 +441,7 @@ def main() -> None:
                 d.wait_for("answer interrupted", timeout=10, start=first_line)
                 d.wait_for("no follow-up: conversation over", timeout=10, start=first_line)
                 standin.wait_for(lambda: sess.closed_at is not None, 5, "the session to close")
-                conv.update(session=n, reply_at=reply_at, first_line=first_line)
+                conv.update(session=base, reply_at=reply_at, first_line=first_line)
             except AssertionError as e:
                 conv["error"] = str(e).splitlines()[0]
                 print(f"  conversation {n + 1} failed: {conv['error']}", file=sys.stderr)
@@ -392,6 +487,26 @@ def main() -> None:
         periods = {m.group(1): (m.group(2), m.group(3)) for line in d.lines
                    if (m := re.search(r"(capture|playback) open: \S+, period (\d+) frames, buffer (\d+) frames", line))}
         code, _ = d.stop()
+
+        # 4. The button and the wake word over the answer, on the daemon built in this process.
+        gpio_kinds = [k for k in ("button", "wake word (barge-in)") if built(k)]
+        gpio_convs = gpio_phase(args.gpio_conversations, card, standin, speaker, home) \
+            if gpio_kinds and args.gpio_conversations > 0 else []
+        time.sleep(0.5)
+        samples = speaker.samples()
+        quiet = np.flatnonzero(np.abs(samples) > QUIET)
+        quiet_t = speaker.clock()(quiet) if quiet.size else np.zeros(0)
+        gpio_ms: dict[str, list[float]] = {"button": [], "wake word (barge-in)": [], "detected": []}
+        for k, cv in enumerate(gpio_convs):
+            if "error" in cv:
+                failures.append(f"{cv['kind']}: {cv['error']}")
+                continue
+            nxt = next((x["reply_at"] for x in gpio_convs[k + 1:] if "reply_at" in x), float("inf"))
+            window = quiet_t[(quiet_t >= cv["reply_at"]) & (quiet_t < nxt)]
+            if window.size:
+                gpio_ms[cv["kind"]].append(max(0.0, (window[-1] - cv["trigger"]) * 1000))
+                if cv["kind"] != "button":
+                    gpio_ms["detected"].append(max(0.0, (window[-1] - cv["event"]) * 1000))
     finally:
         if d is not None and d.proc.poll() is None:
             d.stop()
@@ -415,8 +530,14 @@ def main() -> None:
         row("first reply chunk sent -> first sample at speaker", to_speaker, "includes the card's latency"),
         row("interrupt -> silence at speaker: server `interrupted`", interrupt,
             "target <= 100 ms (tests/test_conversation.py)"),
-        *[[f"interrupt -> silence at speaker: {kind}", "-", "-", "-", "-", "-", status]
-          for kind, status in unmeasured_interruptions().items()],
+        row("interrupt -> silence at speaker: button", gpio_ms["button"],
+            "from the pin going low; target <= 100 ms (tests/test_gpio.py)") if built("button") else
+        ["interrupt -> silence at speaker: button", "-", "-", "-", "-", "-", "not built yet"],
+        row("interrupt -> silence at speaker: wake word (barge-in)", gpio_ms["wake word (barge-in)"],
+            "from the end of 'hey jarvis' (detection included)") if built("wake word (barge-in)") else
+        ["interrupt -> silence at speaker: wake word (barge-in)", "-", "-", "-", "-", "-", "not built yet"],
+        *([row("  barge-in: detection -> silence", gpio_ms["detected"], "target <= 100 ms (tests/test_gpio.py)")]
+          if built("wake word (barge-in)") else []),
         row("virtual card alone: write to pv_spk -> parec (probe)", card_ms, "pulse plugin + null sink + parec"),
     ]
     cap = periods.get("capture", ("?", "?"))
@@ -432,7 +553,9 @@ def main() -> None:
     print(c.table(rows, ["measure", "n", "median", "p95", "min", "max", "note"], "lrrrrrl"))
     print()
     print(f"conversations completed: {args.conversations - len([x for x in convs if 'error' in x])} of "
-          f"{args.conversations}; daemon exit code {code}")
+          f"{args.conversations} (server interrupts, `python -m pivoice run`, exit code {code})"
+          + (f"; {len([x for x in gpio_convs if 'error' not in x])} of {len(gpio_convs)} (button and barge-in, "
+             f"pivoice.daemon.build in this process, gpiozero mock pins, a quiet answer)" if gpio_convs else ""))
     for f in failures:
         print(f"  problem: {f}")
     print("p95: numpy's percentile (linear interpolation). Detection is measured on the wall clock (log "

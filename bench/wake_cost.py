@@ -10,8 +10,9 @@ capture-to-detector path, side by side, in the same run and over the same record
 for 1 wake word (hey_jarvis) and 3 at once (hey_jarvis, alexa, hey_mycroft).
 
 pivoice's path is the real pivoice.audio.capture.Capture reading an ALSA file-plugin PCM (unpaced: the
-reads return at once, so the run takes seconds, not minutes) into pivoice.wake.detector.WakeDetector,
-driven from an asyncio loop as Assistant._route_audio drives it while idle. Every engine runs in its own
+reads return at once, so the run takes seconds, not minutes) and scoring each frame in its thread with
+pivoice.wake.detector.WakeDetector.score (scorer=, scoring on), its (frame, detection) hand-overs consumed
+by an asyncio loop as Assistant._route_audio consumes them while idle. Every engine runs in its own
 process; each is run --rounds times, alternating the order, and the median is reported.
 The recording (--minutes long) is built from tests/clips: room noise, digital silence, a minute of
 unrelated speech clean and in noise, and two "hey jarvis" commands (so each engine should detect 2).
@@ -39,7 +40,7 @@ import _common as c
 TARGET_RATIO = 1.15
 WORDS = {1: ["hey_jarvis"], 3: ["hey_jarvis", "alexa", "hey_mycroft"]}
 ENGINES = {
-    "pivoice": "pivoice (Capture -> WakeDetector)",
+    "pivoice": "pivoice (Capture + WakeDetector.score)",
     "litert": "bare LiteRT loop (baseline)",
     "pyopen": "pyopen-wakeword 1.1 engine",
     "openwakeword": "openwakeword 0.6.0 + tflite-runtime",
@@ -47,11 +48,10 @@ ENGINES = {
 EXPLAIN = {
     "litert": "bare LiteRT loop (baseline)",
     "pivoice-engine": "pivoice OpenWakeWordEngine.process alone, one thread",
-    "pivoice-executor": "WakeDetector.process (run_in_executor hop), no capture",
-    "pivoice-capture": "Capture alone: ALSA reads + thread -> loop hand-over",
-    "pivoice": "pivoice path (Capture -> WakeDetector), as measured above",
-    "pivoice-inline": "prototype 1: score in the capture thread, one hand-over",
-    "pivoice-inline-quiet": "prototype 2: as 1, and idle frames stay in that thread",
+    "pivoice-score": "WakeDetector.score alone, one thread, no capture",
+    "pivoice-capture": "Capture alone (scoring off): ALSA reads + hand-over",
+    "pivoice": "pivoice path (Capture scoring -> loop), as measured above",
+    "pivoice-quiet": "prototype: idle frames stay in the capture thread",
 }
 OWW_VENV = c.BENCH / ".venv-oww"
 OWW_PACKAGES = ["openwakeword==0.6.0", "tflite-runtime", "numpy<2"]
@@ -237,7 +237,7 @@ def explain(args, command: str, started: float) -> None:
     print(c.table(rows, ["variant", "CPU ms/s", "x bare", "vs bare ms/s"]))
     print()
     print("Each row runs pivoice's own classes in its own process over the same recording (bench/_engines.py "
-          "pivoice-*). The prototypes are bench code, not pivoice's.")
+          "pivoice-*). The prototype is bench code, not pivoice's.")
     print(f"took {time.monotonic() - started:.0f} s")
 
 

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,10 +75,9 @@ class WakeDetector:
     def __init__(self, model_names: list[str], threshold: float):
         self.threshold = threshold
         self._paths = resolve_models(model_names)
+        # LiteRT interpreters are not thread-safe: they are loaded off the event loop, then used by
+        # the capture thread only (score()).
         self._engine: OpenWakeWordEngine | None = None
-        # LiteRT interpreters are not thread-safe: they are loaded in this pool, then scored in the
-        # capture thread only (score()).
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wake")
         self._reset_pending = False
         self._heard = 0  # samples since the last stats line
         self._total = 0  # samples scored since start
@@ -97,7 +95,7 @@ class WakeDetector:
             raise ConfigError(f"wake.models: {e}. Use a built-in name or an openWakeWord .tflite file.") from None
 
     async def load(self) -> None:
-        self._engine = await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
+        self._engine = await asyncio.to_thread(self._load)
         log.info("wake word models loaded: %s (threshold %.2f)", ", ".join(self.names), self.threshold)
 
     def reset(self) -> None:
@@ -126,6 +124,5 @@ class WakeDetector:
             self._peak.clear()
         return hit
 
-
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._engine = None

@@ -13,7 +13,7 @@ pyopen-wakeword's by up to 0.04 on steep edges. pivoice never loses the audio ei
 ring), so the reference match wins. The state starts as if 8 s of silence had been heard
 (pyopen-wakeword's "autofill").
 
-Interpreters run with one thread and the XNNPACK delegate (LiteRT's default resolver): see DESIGN.md.
+Interpreters run with one thread and the XNNPACK delegate (LiteRT's default resolver): see the team's ../shared/DESIGN.md.
 """
 
 from __future__ import annotations
