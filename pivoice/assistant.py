@@ -172,10 +172,9 @@ class Assistant:
             t.info["then"] = "fix the key, then: systemctl reload pivoice"
             return
         self._failures += 1
-        wait = min(self.settings.live.retry_max_seconds, 2.0 ** self._failures)
+        wait = min(self.settings.live.retry_max_seconds, 2.0 ** self._failures) * random.uniform(0.8, 1.2)
         if t.info.get("retry_after"):
-            wait = max(wait, t.info["retry_after"])
-        wait *= random.uniform(0.8, 1.2)
+            wait = max(wait, t.info["retry_after"])  # the service said how long
         t.info["then"] = f"trying again in {wait:.0f} s"
         self._retry = asyncio.get_running_loop().call_later(wait, self.dispatch, Event.RETRY)
 

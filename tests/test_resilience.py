@@ -249,3 +249,26 @@ def test_repeated_measures_the_overlap():
     assert repeated(b"xx" + said[:30000], said[30000:] + b"yy", said) == 0.0
     assert repeated(said[:30000], said[20000:], said) == 10000 / 32000
     assert repeated(said[:30000], said[32000:], said) is None  # 1000 samples lost
+
+
+def test_failures_are_classified_with_what_to_do():
+    """The SDK's errors as they come (google-genai's APIError for close codes) -> kind, retry, message."""
+    from google.genai import errors
+
+    from pivoice.config import LiveSettings
+    from pivoice.live.session import classify
+
+    def close(code, reason):
+        try:
+            errors.APIError.raise_error(code, reason, None)
+        except errors.APIError as e:
+            return classify(e, LiveSettings())
+
+    quota = close(1011, "Quota exceeded for this project. Please retry in 12s.")
+    assert (quota.kind, quota.retry_after, quota.transient) == ("quota", 12.0, True)
+    key = close(1008, "API key not valid. Please pass a valid API key.")
+    assert key.kind == "auth" and not key.transient and "systemctl reload pivoice" in str(key)
+    assert close(1011, "Internal error occurred.").kind == "server"
+    assert close(1007, "Request contains an invalid argument.").kind == "auth"
+    assert classify(ConnectionRefusedError(111, "Connection refused"), LiveSettings()).kind == "network"
+    assert classify(TimeoutError(), LiveSettings()).kind == "timeout"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import ssl
 import time
@@ -176,7 +177,7 @@ def classify(e: BaseException, settings: LiveSettings) -> SessionError:
         low = details.lower()
         if any(h in low for h in _QUOTA_HINTS) or code == 429:
             return SessionError(f"the Live API's quota or rate limit was reached ({code}: {details}); "
-                                f"waiting before trying again", "quota")
+                                f"waiting before trying again", "quota", _retry_after(details))
         if code in (1007, 1008) or any(h in low for h in ("api key", "api_key")):
             return SessionError(
                 f"the Live API refused the session ({code}: {details}). Check the API key (then: "
@@ -193,7 +194,8 @@ def classify(e: BaseException, settings: LiveSettings) -> SessionError:
             return SessionError(f"{where} refused the connection with HTTP {status}: the API key was "
                                 f"rejected. Fix it, then: systemctl reload pivoice", "auth")
         if status == 429:
-            return SessionError(f"{where} answered HTTP 429: rate limited", "quota")
+            return SessionError(f"{where} answered HTTP 429: rate limited", "quota",
+                                _retry_after(e.response.headers.get("Retry-After", "")))
         return SessionError(f"{where} refused the connection with HTTP {status}", "server")
     if isinstance(e, ssl.SSLCertVerificationError):
         return SessionError(f"the TLS certificate of {where} could not be verified ({e.verify_message}); "
@@ -435,6 +437,15 @@ class LiveSession:
             self._in_turn = False
             self._on_event(TurnComplete())
         return fresh
+
+
+def _retry_after(text: str) -> float | None:
+    """A wait the service asked for: "Retry-After: 30", "retry in 12s", "retryDelay": "7s"."""
+    text = text or ""
+    if text.strip().isdigit():
+        return float(text.strip())
+    m = re.search(r"retry\w*\W+(?:in\W+)?(\d+(?:\.\d+)?)\s*s", text, re.IGNORECASE)
+    return float(m.group(1)) if m else None
 
 
 def _seconds(duration) -> float:
