@@ -12,7 +12,6 @@ unpaced test device (ALSA's file plugin) the wait paces capture to the consumer.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import errno
 import logging
 import select

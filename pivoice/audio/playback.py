@@ -45,7 +45,6 @@ class Playback:
         self._thread: threading.Thread | None = None
         self._buffer_frames = PERIOD_FRAMES * PERIODS
         self._device_rate = RATE
-        self.failed: str | None = None
 
     def open(self) -> None:
         self._pcm = open_pcm("playback", self.device, PcmParams(RATE, 1, PERIOD_FRAMES, PERIODS), self.key)
@@ -114,12 +113,11 @@ class Playback:
                 if self._pcm is None:
                     self.open()
                     log.info("the speaker %s is back", self.device)
-                    self.failed = None
                 self._play()
                 return
             except Exception as e:  # noqa: BLE001
-                self.failed = f"speaker {self.device} failed: {getattr(e, 'message', None) or e}"
-                log.error("%s; reopening it in %.0f s (answers are not heard meanwhile)", self.failed, wait,
+                log.error("speaker %s failed: %s; reopening it in %.0f s (answers are not heard meanwhile)",
+                          self.device, getattr(e, "message", None) or e, wait,
                           extra=fields(event="speaker_failed"))
                 try:
                     self._pcm.close()

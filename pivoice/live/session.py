@@ -236,9 +236,6 @@ class Outgoing:
             await self._ready.wait()
         return self._q.popleft()
 
-    def __len__(self) -> int:
-        return len(self._q)
-
 
 class _SwitchConnection(Exception):
     """GoAway: the current connection is closing; continue on a new one."""
@@ -253,8 +250,6 @@ class LiveSession:
         self._on_event = on_event
         self.outgoing = Outgoing()
         self.handle = handle  # the newest resumable handle
-        self.sent_bytes = 0
-        self.connections = 0
         self._recent: deque[tuple[float, bytes]] = deque()  # (when sent, pcm), for a resend
         self._sending = False  # a send is under way (cancelling it could leave half a frame)
         self._heard_from = False  # the current connection has had a message from the server
@@ -273,7 +268,6 @@ class LiveSession:
             raise
         except Exception as e:  # noqa: BLE001 - every failure becomes one clear reason
             raise classify(e, self._settings) from None
-        self.connections += 1
         return cm, session, (time.monotonic() - started) * 1000
 
     async def run(self) -> None:
@@ -359,7 +353,6 @@ class LiveSession:
                 raise
             finally:
                 self._sending = False
-            self.sent_bytes += len(pcm)
             now = time.monotonic()
             self._recent.append((now, pcm))
             while self._recent and self._recent[0][0] < now - RESEND_SECONDS:
