@@ -1,0 +1,302 @@
+"""Acoustic echo cancellation, so a person's wake word is heard over pivoice's own answer.
+
+The microphone hears the speaker. Over an answer as loud at the microphone as the person, the wake-word
+model misses the person's "hey jarvis" (speech on speech). pivoice knows exactly what it played and when:
+this subtracts an adaptive estimate of that sound, as it reaches the microphone, from the microphone
+signal. Its output feeds only the barge-in detector; the Live session gets the microphone as it is.
+
+Three parts:
+
+- **What was heard when.** The playback thread hands over every period it writes with the moment its last
+  sample will be heard (`played`). Within a run of contiguous writes (an *epoch*: one stream between
+  drops, underruns and reopenings) the played samples are evenly spaced in time, so one offset per epoch,
+  the median of its periods' estimates, maps a reference sample to a moment: jitter of a few ms in each
+  estimate does not smear the reference. The capture side does the same for microphone samples.
+- **The delay the clocks do not show.** Audio servers, USB and codecs add latency that no API reports.
+  GCC-PHAT (cross-correlation with phase weighting) between the microphone and the reference finds it,
+  from 60 ms early to 250 ms late, and the reference is aligned so the direct path lands a few ms into
+  the filter.
+- **The filter.** A partitioned-block frequency-domain adaptive filter (PBFDAF / MDF: 256-sample blocks,
+  1024 taps = 64 ms of echo path) with two paths against double-talk: a background filter always adapts
+  and a foreground filter, whose output is used, takes its weights only while the background cancels
+  better. When a person talks over the answer, adapting to their voice makes the background worse, so
+  the foreground keeps the echo path it had; a background gone astray is reset from the foreground.
+
+Threads: `played` and `dropped` come from the playback thread, `process` from the capture thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+import numpy as np
+import soxr
+
+log = logging.getLogger("pivoice.audio")
+
+RATE = 16000
+PLAY_RATE = 24000
+BLOCK = 256
+PARTS = 4  # 4 x 256 = 1024 taps: 64 ms of echo path after the direct sound
+MARGIN = 96  # samples of filter before the estimated direct path (6 ms): room for estimation error
+RING = 8 * RATE  # seconds of reference kept
+
+EARLIEST = int(0.06 * RATE)  # the echo may come this much before the clocks say (their estimates' bias)
+LATEST = int(0.25 * RATE)  # ... or this much after
+ESTIMATE_FIRST = RATE // 2  # samples of far-end audio before the first delay estimate
+ESTIMATE_EVERY = RATE  # ... and between the next ones
+ESTIMATE_WINDOW = int(1.5 * RATE)  # microphone audio an estimate looks at (at most)
+ACTIVE_RMS = 60.0  # reference below this (s16 scale) is silence: nothing to learn from
+EPOCH_JUMP = 0.02  # s: a period whose timing is this far off its epoch's starts a new epoch
+EPOCH_SETTLE = 25  # periods whose estimates make an epoch's offset; then it is fixed
+
+MU = 0.5
+SMOOTH = 0.3  # weight of the newest block in the error energies that decide between the paths
+
+
+class _Clock:
+    """Maps a contiguous stream's sample index to time.monotonic(): t = offset + index / RATE, the offset
+    the median of the first EPOCH_SETTLE estimates since the stream's timing last jumped. A jump counts
+    once `confirm` estimates in a row agree on it: the playback side's estimates are steady (`avail`
+    and the clock read together), the capture side's are late whenever its thread was (confirm 3)."""
+
+    def __init__(self, confirm: int = 1):
+        self.offset: float | None = None
+        self._seen: list[float] = []
+        self._confirm = confirm
+        self._jump: list[float] = []
+
+    def add(self, offset: float) -> bool:
+        """One more estimate; True when it starts a new epoch (the stream's timing jumped)."""
+        if self.offset is not None and abs(offset - self.offset) > EPOCH_JUMP:
+            if self._jump and abs(offset - self._jump[0]) > EPOCH_JUMP:
+                self._jump = []
+            self._jump.append(offset)
+            if len(self._jump) < self._confirm:
+                return False
+            self._seen, self._jump = self._jump, []
+            self.offset = float(np.median(self._seen))
+            return True
+        self._jump = []
+        if len(self._seen) < EPOCH_SETTLE:
+            self._seen.append(offset)
+            self.offset = float(np.median(self._seen))
+        return False
+
+    def reset(self) -> None:
+        self.offset, self._seen, self._jump = None, [], []
+
+
+class EchoCanceller:
+    def __init__(self):
+        self._lock = threading.Lock()
+        # The reference: everything played, at 16 kHz, by a running index; epochs say when each was heard.
+        self._ring = np.zeros(RING, np.float32)
+        self._written = 0
+        self._epochs: deque[list] = deque(maxlen=16)  # [first index, offset (s), end index]
+        self._epoch_in = 0  # 24 kHz samples played in the current epoch
+        self._resampler = None
+        self._play_clock = _Clock()
+        # The microphone's clock, the delay estimate, and the filters.
+        self._mic_clock = _Clock(confirm=3)
+        self._mic_end: int | None = None  # index after the last microphone sample processed
+        self.delay: int | None = None  # samples the echo comes after the clocks say (the estimate)
+        self._candidate: int | None = None
+        self._hist_mic = np.zeros(0, np.float32)
+        self._hist_start = 0  # microphone index of _hist_mic[0]
+        self._far_since_estimate = 0
+        self._xprev = np.zeros(BLOCK, np.float32)
+        self._X = np.zeros((PARTS, BLOCK + 1), np.complex128)
+        self._power = np.zeros(BLOCK + 1)
+        self._wb = np.zeros((PARTS, BLOCK + 1), np.complex128)  # background filter (always adapts)
+        self._wf = np.zeros((PARTS, BLOCK + 1), np.complex128)  # foreground filter (its output is used)
+        self._eb = self._ef = self._ed = 0.0  # smoothed energies: background error, foreground error, mic
+        self.stats = {"far": 0, "copied": 0, "reset": 0, "in": 0.0, "out": 0.0}  # since the last report()
+
+    # -- the playback thread ----------------------------------------------------------------------
+    def played(self, pcm: bytes, heard_end: float) -> None:
+        """24 kHz mono s16le just written to the speaker; its last sample is heard at `heard_end`."""
+        x = np.frombuffer(pcm, "<i2").astype(np.float32)
+        with self._lock:
+            jumped = self._play_clock.add(heard_end - (self._epoch_in + x.size) / PLAY_RATE)
+            if jumped or self._resampler is None:
+                self._new_epoch(heard_end - x.size / PLAY_RATE)
+            self._epoch_in += x.size
+            y = self._resampler.resample_chunk(x)
+            self._append(y)
+            self._epochs[-1][1] = self._play_clock.offset - self._epochs[-1][0] / RATE
+            self._epochs[-1][2] = self._written
+
+    def _new_epoch(self, start_time: float) -> None:
+        self._resampler = soxr.ResampleStream(PLAY_RATE, RATE, 1, dtype="float32")
+        self._epoch_in = 0
+        self._play_clock.reset()
+        self._play_clock.add(start_time)
+        self._epochs.append([self._written, start_time - self._written / RATE, self._written])
+
+    def _append(self, y: np.ndarray) -> None:
+        i = self._written % RING
+        n = min(y.size, RING - i)
+        self._ring[i : i + n] = y[:n]
+        self._ring[: y.size - n] = y[n:]
+        self._written += y.size
+
+    def dropped(self, now: float) -> None:
+        """Playback threw away what the device held: what would have been heard after `now` never is."""
+        with self._lock:
+            if not self._epochs:
+                return
+            first, offset, end = self._epochs[-1]
+            heard = max(first, int((now - offset) * RATE))
+            for r in range(heard, end):  # at most a device buffer (80 ms)
+                self._ring[r % RING] = 0.0
+            self._epochs[-1][2] = heard
+            self._resampler = None  # what comes next is a new stream
+
+    def _reference(self, times_start: float, n: int) -> np.ndarray:
+        """The reference heard at `times_start` + k / RATE, k < n (zeros where nothing was playing)."""
+        out = np.zeros(n, np.float32)
+        with self._lock:
+            oldest = self._written - RING
+            for first, offset, end in self._epochs:
+                r0 = int(round((times_start - offset) * RATE))
+                lo, hi = max(r0, first, oldest), min(r0 + n, end)
+                if lo >= hi:
+                    continue
+                src = np.arange(lo, hi) % RING
+                out[lo - r0 : hi - r0] = self._ring[src]
+        return out
+
+    # -- the capture thread -----------------------------------------------------------------------
+    def process(self, end: int, at: float, pcm: bytes) -> bytes:
+        """A microphone frame (16 kHz s16le, `end` the index after its last sample, read at `at`) with the
+        echo of what the speaker played taken out. Frames should come in order; a gap restarts the
+        filter's input history (not what it learned)."""
+        d = np.frombuffer(pcm, "<i2").astype(np.float32)
+        n = d.size
+        start = end - n
+        self._mic_clock.add(at - end / RATE)
+        if self._mic_end != start:
+            self._xprev[:] = 0
+            self._X[:] = 0
+            self._hist_mic = np.zeros(0, np.float32)
+            self._hist_start = start
+        self._mic_end = end
+        delay = self.delay if self.delay is not None else 0
+        t0 = self._mic_clock.offset + (start + MARGIN - delay) / RATE  # leads the echo by MARGIN
+        x = self._reference(t0, n)
+        if not x.any() and not self._X.any():
+            return pcm  # nothing played within the filter's reach
+        self._learn_delay(start, d, x)
+        out = np.empty(n, np.float32)
+        for b in range(0, n - BLOCK + 1, BLOCK):
+            out[b : b + BLOCK] = self._block(x[b : b + BLOCK], d[b : b + BLOCK])
+        tail = n % BLOCK
+        if tail:
+            out[n - tail :] = d[n - tail :]  # frames are 1280 = 5 blocks; never hit in practice
+        self.stats["in"] += float(np.dot(d, d))
+        self.stats["out"] += float(np.dot(out, out))
+        return np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes()
+
+    def _block(self, x: np.ndarray, d: np.ndarray) -> np.ndarray:
+        X = np.fft.rfft(np.concatenate([self._xprev, x]))
+        self._xprev = x
+        self._X = np.roll(self._X, 1, axis=0)
+        self._X[0] = X
+        yb = np.fft.irfft((self._wb * self._X).sum(axis=0))[BLOCK:]
+        yf = np.fft.irfft((self._wf * self._X).sum(axis=0))[BLOCK:]
+        eb, ef = d - yb, d - yf
+        active = float(np.dot(x, x)) > ACTIVE_RMS ** 2 * BLOCK
+        if not active:
+            return ef
+        self.stats["far"] += 1
+        self._power = 0.7 * self._power + 0.3 * (np.abs(X) ** 2)
+        regular = 2 * BLOCK * ACTIVE_RMS ** 2
+        E = np.fft.rfft(np.concatenate([np.zeros(BLOCK, np.float32), eb]))
+        G = MU * E / (PARTS * self._power + regular)
+        self._wb += np.conj(self._X) * G
+        w = np.fft.irfft(self._wb, axis=1)
+        w[:, BLOCK:] = 0  # keep it a linear (not circular) convolution
+        self._wb = np.fft.rfft(w, axis=1)
+        # Two paths: the foreground follows the background only while the background does better.
+        a = SMOOTH
+        self._eb = (1 - a) * self._eb + a * float(np.dot(eb, eb))
+        self._ef = (1 - a) * self._ef + a * float(np.dot(ef, ef))
+        self._ed = (1 - a) * self._ed + a * float(np.dot(d, d))
+        if self._eb < 0.7 * self._ef and self._eb < self._ed:
+            self._wf = self._wb.copy()
+            self._ef = self._eb
+            self.stats["copied"] += 1
+        elif self._eb > 4 * self._ef and self._eb > self._ed:
+            self._wb = self._wf.copy()  # adapted to something that is not the echo: start again from it
+            self._eb = self._ef
+            self.stats["reset"] += 1
+        return ef
+
+    def report(self) -> str | None:
+        """What it did since the last report, in words (None if there was nothing to cancel)."""
+        st, self.stats = self.stats, {"far": 0, "copied": 0, "reset": 0, "in": 0.0, "out": 0.0}
+        if not st["far"] or not st["out"]:
+            return None
+        delay = "not found yet" if self.delay is None else f"{self.delay * 1000 / RATE:.0f} ms"
+        return (f"echo cancellation: {10 * np.log10(st['in'] / st['out']):.1f} dB less at the microphone over "
+                f"{st['far'] * BLOCK / RATE:.1f} s of answer; echo delay beyond the clocks {delay}; "
+                f"filter updates {st['copied']}, restarts {st['reset']}")
+
+    # -- the delay the clocks do not show ---------------------------------------------------------
+    def _learn_delay(self, start: int, d: np.ndarray, x: np.ndarray) -> None:
+        self._hist_mic = np.concatenate([self._hist_mic, d])[-ESTIMATE_WINDOW:]
+        self._hist_start = start + d.size - self._hist_mic.size
+        if float(np.dot(x, x)) > ACTIVE_RMS ** 2 * x.size:
+            self._far_since_estimate += x.size
+        if self._far_since_estimate < (ESTIMATE_FIRST if self.delay is None else ESTIMATE_EVERY):
+            return
+        self._far_since_estimate = 0
+        lag = self.estimate_delay(self._hist_start, self._hist_mic)
+        if lag is None:
+            return
+        if self.delay is None or abs(lag - self.delay) <= 16:
+            if self.delay is None:
+                log.info("echo path found: the speaker is heard %.0f ms after the clocks say",
+                         lag * 1000 / RATE)
+                self.delay = lag
+            self._candidate = None
+        elif self._candidate is not None and abs(lag - self._candidate) <= 16:
+            log.info("echo path moved: %.0f ms -> %.0f ms", self.delay * 1000 / RATE, lag * 1000 / RATE)
+            self._shift(lag - self.delay)
+            self.delay, self._candidate = lag, None
+        else:
+            self._candidate = lag  # one estimate is not enough to move a converged filter
+
+    def estimate_delay(self, start: int, mic: np.ndarray) -> int | None:
+        """GCC-PHAT between microphone samples [start, start + len(mic)) and the reference; the lag in
+        samples (echo later than the clocks say: positive), or None without a clear peak."""
+        ref = self._reference(self._mic_clock.offset + (start - LATEST) / RATE, mic.size + LATEST + EARLIEST)
+        size = 1 << int(np.ceil(np.log2(ref.size + mic.size)))
+        R = np.fft.rfft(ref, size)
+        cross = R * np.conj(np.fft.rfft(mic, size))
+        weight = np.abs(R) ** 2
+        keep = weight > 1e-3 * weight.max()  # only where the reference has energy: the rest is noise
+        cross = np.where(keep, cross / (np.abs(cross) + 1e-9), 0)
+        cc = np.fft.irfft(cross, size)[: LATEST + EARLIEST + 1]  # cc[k]: mic[i] against ref[i + k]
+        k = int(np.argmax(cc))
+        peak = cc[k]
+        rest = np.concatenate([cc[: max(0, k - 48)], cc[k + 49 :]])
+        if peak <= 0 or rest.size == 0 or peak < 2.5 * np.max(rest):
+            return None
+        return LATEST - k
+
+    def _shift(self, by: int) -> None:
+        """The echo path moved `by` samples later: move both filters' taps with it."""
+        for name in ("_wb", "_wf"):
+            w = np.fft.irfft(getattr(self, name), axis=1)[:, :BLOCK].reshape(-1)
+            w = np.roll(w, -by)
+            if by > 0:
+                w[-by:] = 0
+            elif by < 0:
+                w[:-by] = 0
+            parts = np.zeros((PARTS, 2 * BLOCK))
+            parts[:, :BLOCK] = w.reshape(PARTS, BLOCK)
+            setattr(self, name, np.fft.rfft(parts, axis=1))

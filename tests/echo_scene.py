@@ -1,0 +1,75 @@
+"""A simulated room for the echo canceller (tests/test_aec.py, bench/aec_cost.py): an answer played from
+the spoken reply clips, heard by the microphone through a small room, later than the playback clock
+says, with room noise and a person saying "hey jarvis" over it; and the canceller driven as the daemon
+drives it (`played()` per 20 ms period with a jittered "heard at" time, `process()` per 80 ms frame)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import soxr
+
+from conftest import read_wav
+
+FRAME = 1280  # 16 kHz microphone frame (80 ms)
+PERIOD = 480  # 24 kHz playback period (20 ms)
+LEAD = 1.0  # the answer starts being heard this far into the microphone signal (s)
+
+
+def room(rng) -> np.ndarray:
+    """Direct sound, two reflections (2.3 and 9.4 ms later), a diffuse tail from 25 to 50 ms."""
+    ir = np.zeros(800)
+    ir[0], ir[37], ir[150] = 1.0, 0.5, -0.3
+    ir[400:] = rng.normal(0, 0.02, 400) * np.exp(-np.arange(400) / 100)
+    return ir
+
+
+@dataclass
+class Scene:
+    reply: np.ndarray  # 24 kHz, what is played
+    mic: np.ndarray  # 16 kHz, what the microphone hears (echo, noise, the person)
+    echo_only: np.ndarray  # the same without the person
+    people: list[float] = field(default_factory=list)  # when the person starts saying "hey jarvis" (s)
+
+
+def scene(seconds: float, delay: float, gain: float, people: list[float], seed: int = 7) -> Scene:
+    """`gain` 1.0: the echo as loud as the person (both clips' speech is about 3700 RMS); above about 1.3
+    the 16-bit microphone clips on these clips. `people`: moments (s into the answer) the person speaks."""
+    rng = np.random.default_rng(seed)
+    one = np.concatenate([np.frombuffer(read_wav(n), "<i2") for n in ("reply_says_wake_24k.wav", "reply_24k.wav")])
+    reply = np.tile(one, int(np.ceil(seconds * 24000 / one.size)))[: int(seconds * 24000)].astype(np.float32)
+    n = int((seconds + LEAD + 1) * 16000)
+    echo = np.convolve(soxr.resample(reply, 24000, 16000), room(rng))
+    mic = rng.normal(0, 150, n)
+    s = int((LEAD + delay) * 16000)
+    mic[s : s + echo.size] += gain * echo[: n - s]
+    quiet = mic.copy()
+    person = np.frombuffer(read_wav("hey_jarvis_rp.wav"), "<i2").astype(np.float64)
+    for t in people:
+        i = int((LEAD + t) * 16000)
+        mic[i : i + person.size] += person
+    clip = lambda x: np.clip(x, -32768, 32767).astype(np.float32)  # noqa: E731
+    return Scene(reply, clip(mic), clip(quiet), [LEAD + t for t in people])
+
+
+def drive(aec, reply: np.ndarray, mic: np.ndarray, seed: int = 11, timer=None) -> tuple[np.ndarray, float, float]:
+    """Feeds `aec` as the daemon would: periods written 80 ms before they are heard (heard-at times with
+    4 ms of jitter), microphone frames read 3 ms after their last sample (5 ms of jitter).
+    Returns (output, seconds of `timer` spent in process(), in played())."""
+    rng = np.random.default_rng(seed)
+    timer = timer or (lambda: 0.0)
+    out, spent_process, spent_played = [], 0.0, 0.0
+    pi = 0
+    for end in range(FRAME, mic.size + 1, FRAME):
+        now = end / 16000 + 0.003
+        while pi < reply.size and LEAD + (pi + PERIOD) / 24000 <= now + 0.08:
+            t = timer()
+            aec.played(reply[pi : pi + PERIOD].astype("<i2").tobytes(),
+                       LEAD + (pi + PERIOD) / 24000 + rng.normal(0, 0.004))
+            spent_played += timer() - t
+            pi += PERIOD
+        t = timer()
+        out.append(aec.process(end, now + rng.normal(0, 0.005), mic[end - FRAME : end].astype("<i2").tobytes()))
+        spent_process += timer() - t
+    return np.frombuffer(b"".join(out), "<i2").astype(np.float32), spent_process, spent_played

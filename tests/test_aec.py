@@ -1,0 +1,95 @@
+"""The echo canceller (pivoice/audio/aec.py) on a simulated room (tests/echo_scene.py): real clips, the real
+wake-word model, the canceller driven as the daemon drives it. Seeded: the same numbers every run.
+(tests/test_gpio.py checks the same end to end, through the paced PulseAudio card.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from echo_scene import FRAME, LEAD, drive, scene
+
+from pivoice.audio.aec import EchoCanceller
+from pivoice.wake.openwakeword import OpenWakeWordEngine, builtin_models_dir
+
+
+def db(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(a.astype(np.float64) ** 2) / np.sum(b.astype(np.float64) ** 2)))
+
+
+def seconds(t0: float, t1: float) -> slice:
+    return slice(int((LEAD + t0) * 16000), int((LEAD + t1) * 16000))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return OpenWakeWordEngine({"hey_jarvis": builtin_models_dir() / "hey_jarvis.tflite"})
+
+
+def peak(engine, x: np.ndarray, t: float) -> float:
+    """The highest wake-word score within 2.5 s of moment `t` (s into the signal)."""
+    engine.reset()
+    scores = [s["hey_jarvis"] for s in engine.process(x.astype("<i2").tobytes())]
+    return max(scores[int(t * 16000 / FRAME) : int((t + 2.5) * 16000 / FRAME)])
+
+
+def test_it_takes_the_answer_out_and_leaves_the_person(engine):
+    sc = scene(20.0, delay=0.06, gain=1.0, people=[9.0, 12.0, 14.0])
+    aec = EchoCanceller()
+    out = drive(aec, sc.reply, sc.mic)[0]
+    # The echo path: 60 ms of room plus the 3 ms by which the microphone's clock reads late.
+    assert aec.delay is not None and abs(aec.delay / 16 - 63) <= 3, aec.delay
+    clean = drive(EchoCanceller(), sc.reply, sc.echo_only)[0]
+    erle = db(sc.echo_only[seconds(10, 20)], clean[seconds(10, 20)])
+    print(f"echo return loss enhancement {erle:.1f} dB")
+    assert erle >= 15
+    for t in sc.people:
+        raw, cancelled = peak(engine, sc.mic, t), peak(engine, out, t)
+        print(f"person at {t:.0f} s: raw {raw:.3f}, after the canceller {cancelled:.3f}")
+        assert raw < 0.5 and cancelled >= 0.5
+
+
+def test_a_person_talking_over_the_answer_does_not_undo_what_it_learned():
+    """Double talk: the filter must not adapt to the person. Just after each time the person speaks, the
+    echo is cancelled about as well as in the same moment of a run where nobody spoke."""
+    people = [8.0, 11.0, 14.0, 17.0]
+    sc = scene(20.0, delay=0.04, gain=1.0, people=people)
+    out = drive(EchoCanceller(), sc.reply, sc.mic)[0]
+    alone = drive(EchoCanceller(), sc.reply, sc.echo_only)[0]
+    for t in people:
+        after = seconds(t + 1.0, t + 2.0)  # the clip is 0.9 s long
+        with_person, without = db(sc.echo_only[after], out[after]), db(sc.echo_only[after], alone[after])
+        print(f"after the person at {t:.0f} s: {with_person:.1f} dB (nobody speaking: {without:.1f} dB)")
+        assert with_person >= without - 3
+
+
+def test_it_follows_the_echo_path_when_it_moves():
+    """The echo comes 40 ms late, then 95 ms late (say, another audio server latency after a restart)."""
+    a, b = scene(24.0, 0.04, 1.0, []), scene(24.0, 0.095, 1.0, [])
+    mic = np.concatenate([a.mic[: seconds(0, 12).stop], b.mic[seconds(0, 12).stop :]])
+    aec = EchoCanceller()
+    out = drive(aec, a.reply, mic)[0]
+    assert abs(aec.delay / 16 - 98) <= 3, aec.delay
+    erle = db(mic[seconds(18, 24)], out[seconds(18, 24)])
+    print(f"echo return loss enhancement after the move: {erle:.1f} dB")
+    assert erle >= 15
+
+
+def test_the_reference_is_what_was_heard_when():
+    """Two playback streams (a stop between them): each sample of the reference is found at the moment
+    it is heard, and what a stop threw away is never heard."""
+    aec = EchoCanceller()
+    click = np.zeros(480, np.int16)
+    click[240] = 20000
+    silence = np.zeros(480, np.int16)
+
+    def play(start: float, periods: list[np.ndarray]) -> None:
+        for i, p in enumerate(periods):
+            aec.played(p.tobytes(), start + (i + 1) * 0.02)
+
+    play(10.0, [silence] * 10 + [click] + [silence] * 5)  # click heard at 10.21
+    aec.dropped(10.25)  # the last 70 ms never played
+    play(20.0, [silence] * 3 + [click] + [silence] * 10)  # a new stream: click at 20.07
+    for heard in (10.21, 20.07):
+        ref = aec._reference(heard - 0.01, 320)  # 20 ms around it
+        assert abs(int(np.argmax(np.abs(ref))) - 160) <= 1, np.argmax(np.abs(ref))
+    assert not aec._reference(10.25 + 0.001, 1600).any()  # after the stop: nothing
