@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from .audio.aec import EchoCanceller
 from .audio.capture import RATE as CAPTURE_RATE
 from .audio.capture import Capture
 from .audio.playback import Playback
-from .audio.ring import PreRoll
+from .audio.ring import Frame, PreRoll
 from .config import Settings
 from .live.session import (ACTIVITY_END, ACTIVITY_START, Connected, Handle, Heard, Interrupted, LiveEvent,
                            LiveSession, ModelAudio, Said, SessionError, TurnComplete)
@@ -55,19 +56,20 @@ Listener = Callable[[Transition], None]
 
 class Assistant:
     def __init__(self, settings: Settings, capture: Capture, playback: Playback, detector: WakeDetector,
-                 client: Any, echo: EchoGuard | None = None):
+                 client: Any, echo: EchoGuard | None = None, aec: EchoCanceller | None = None):
         self.settings = settings
         self.capture = capture
         self.playback = playback
         self.detector = detector
         self.client = client
         self.echo = echo
+        self.aec = aec
         self.state = State.STARTING
         self.session_id = 0
         self.listeners: list[Listener] = [log_transition]
         capture.on_lost = lambda message: self.dispatch(Event.MIC_LOST, reason=message)
         capture.on_back = lambda: self.dispatch(Event.MIC_BACK)
-        capture.scorer = detector.score
+        capture.scorer = self._score
         self._preroll = PreRoll(max(PREROLL_RING_SECONDS, settings.wake.pre_roll_seconds + 1.0))
         self._session: LiveSession | None = None
         self._session_task: asyncio.Task | None = None
@@ -116,6 +118,8 @@ class Assistant:
             self._max_duration = loop.call_later(conv.max_seconds, self.dispatch, Event.MAX_DURATION)
         if t.old is State.RESPONDING:
             self._cancel(self._playout_task)
+            if self.aec is not None and (report := self.aec.report()):
+                log.debug(report)
             if t.event in INTERRUPTIONS:
                 self._stop_playback()
                 # The server goes on with a turn it was not told was interrupted: drop the rest of it.
@@ -290,6 +294,13 @@ class Assistant:
             task.cancel()
 
     # -- the microphone ---------------------------------------------------------------------------
+    def _score(self, frame: Frame):
+        """The wake-word check of one frame, in the capture thread. Over an answer, the detector hears the
+        microphone with the answer's echo taken out (the Live session still gets the microphone as is)."""
+        if self.aec is not None and self.state is State.RESPONDING:
+            frame = Frame(frame.index, self.aec.process(frame.end, frame.at, frame.pcm), frame.at)
+        return self.detector.score(frame)
+
     async def _route_audio(self) -> None:
         while True:
             item, hit = await self.capture.queue.get()

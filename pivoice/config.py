@@ -29,6 +29,7 @@ class _Section(BaseModel):
 class AudioSettings(_Section):
     input_device: str = Field("default", min_length=1)
     output_device: str = Field("default", min_length=1)
+    echo_cancellation: bool = True
 
 
 class WakeSettings(_Section):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from . import logs
 from .assistant import Assistant
+from .audio.aec import EchoCanceller
 from .audio.capture import Capture
 from .audio.playback import Playback
 from .config import Settings
@@ -66,7 +67,8 @@ class Daemon:
 
 
 def build(settings: Settings, key: ApiKey) -> Daemon:
-    playback = Playback(settings.audio.output_device)
+    aec = EchoCanceller() if settings.audio.echo_cancellation else None
+    playback = Playback(settings.audio.output_device, echo=aec)
     assistant = Assistant(
         settings,
         Capture(settings.audio.input_device),
@@ -74,6 +76,7 @@ def build(settings: Settings, key: ApiKey) -> Daemon:
         WakeDetector(settings.wake.models, settings.wake.threshold),
         make_client(key, settings.live),
         EchoGuard(resolve_models(settings.wake.models), settings.wake.threshold, playback.heard_at),
+        aec,
     )
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)

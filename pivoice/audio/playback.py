@@ -27,9 +27,12 @@ PERIODS = 4
 
 
 class Playback:
-    def __init__(self, device: str, key: str = "audio.output_device"):
+    def __init__(self, device: str, key: str = "audio.output_device", echo=None):
+        """`echo`: told what is played and when it is heard (`played(pcm, heard_end)`), and when the
+        device's buffer is thrown away (`dropped(now)`): the echo canceller's reference."""
         self.device = device
         self.key = key
+        self.echo = echo
         self._pcm = None
         self._convert: Converter | None = None
         self._queue: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()  # None: wake up
@@ -135,6 +138,8 @@ class Playback:
                 self._flush.clear()
                 self._drain_queue()
                 self._pcm.drop()
+                if self.echo is not None:
+                    self.echo.dropped(time.monotonic())
                 self._idle.set()
                 continue
             try:
@@ -157,18 +162,23 @@ class Playback:
                     break
                 piece = chunk[start : start + step]
                 self._write(self._convert(piece) if self._convert else piece)
-                self._mark(offset + (start + len(piece)) // 2)
+                heard = self._mark(offset + (start + len(piece)) // 2)
+                if self.echo is not None:
+                    self.echo.played(piece, heard)
 
     def _write(self, data: bytes) -> None:
         self._pcm.write(data)
 
-    def _mark(self, end_offset: int) -> None:
+    def _mark(self, end_offset: int) -> float:
+        """Note when the sample before `end_offset`, just written, will be heard; returns that moment."""
         try:
             pending = max(0, self._buffer_frames - self._pcm.avail()) / self._device_rate
         except Exception:  # noqa: BLE001
             pending = self._buffer_frames / self._device_rate
+        heard = time.monotonic() + pending
         with self._lock:
-            self._marks.append((end_offset, time.monotonic() + pending))
+            self._marks.append((end_offset, heard))
+        return heard
 
     def _played_out(self) -> bool:
         try:

@@ -10,8 +10,10 @@ moment of the answer interrupts it.
 This costs nothing while idle: the reference engine runs only on answer audio, in its own thread, and
 is ahead of playback because the Live API sends audio faster than real time.
 
-Not done here: echo cancellation. Over an answer as loud at the microphone as the person, the wake-word
-model misses the person's "hey jarvis" (speech on speech); see the closing notes of issue 4.
+This is one of two layers. The other, pivoice/audio/aec.py, cancels the answer's echo before the
+detector hears it, which is what lets a person's wake word through over a spoken answer. The canceller
+needs a second or two of an answer to find the echo path the first time, and what it leaves of a loud
+echo can still fire the model; this guard covers both.
 """
 
 from __future__ import annotations
