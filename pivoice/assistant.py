@@ -69,7 +69,8 @@ class Assistant:
         self.listeners: list[Listener] = [log_transition]
         capture.on_lost = lambda message: self.dispatch(Event.MIC_LOST, reason=message)
         capture.on_back = lambda: self.dispatch(Event.MIC_BACK)
-        capture.scorer = self._score
+        capture.scorer = detector.score
+        capture.cleaner = self._cancel_echo if aec is not None else None
         self._preroll = PreRoll(max(PREROLL_RING_SECONDS, settings.wake.pre_roll_seconds + 1.0))
         self._session: LiveSession | None = None
         self._session_task: asyncio.Task | None = None
@@ -294,12 +295,13 @@ class Assistant:
             task.cancel()
 
     # -- the microphone ---------------------------------------------------------------------------
-    def _score(self, frame: Frame):
-        """The wake-word check of one frame, in the capture thread. Over an answer, the detector hears the
-        microphone with the answer's echo taken out (the Live session still gets the microphone as is)."""
-        if self.aec is not None and self.state is State.RESPONDING:
-            frame = Frame(frame.index, self.aec.process(frame.end, frame.at, frame.pcm), frame.at)
-        return self.detector.score(frame)
+    def _cancel_echo(self, frame: Frame) -> Frame:
+        """In the capture thread, before the wake-word check: over an answer, the microphone with the
+        answer's echo taken out. The detector hears that, so a person's wake word gets through; the Live
+        session gets it too, so the server's activity detection hears the person, not pivoice itself."""
+        if self.state is State.RESPONDING:
+            return Frame(frame.index, self.aec.process(frame.end, frame.at, frame.pcm), frame.at)
+        return frame
 
     async def _route_audio(self) -> None:
         while True:

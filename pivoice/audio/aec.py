@@ -3,7 +3,8 @@
 The microphone hears the speaker. Over an answer as loud at the microphone as the person, the wake-word
 model misses the person's "hey jarvis" (speech on speech). pivoice knows exactly what it played and when:
 this subtracts an adaptive estimate of that sound, as it reaches the microphone, from the microphone
-signal. Its output feeds only the barge-in detector; the Live session gets the microphone as it is.
+signal. It runs only while pivoice answers. Its output feeds the barge-in detector, and the Live session,
+so the server's activity detection hears the person rather than pivoice itself.
 
 Three parts:
 

@@ -44,6 +44,7 @@ class Capture:
         self.on_lost = on_lost
         self.on_back = on_back
         self.scorer = scorer  # frame -> detection or None, run in this thread while `scoring`
+        self.cleaner = None  # frame -> frame (the echo canceller), run in this thread before the scorer
         self.scoring = False
         self._pcm = None
         self._poll = None
@@ -129,6 +130,8 @@ class Capture:
                 data = self._convert(data)
             frame = Frame(index, data, time.monotonic())
             index = frame.end
+            if self.cleaner is not None:
+                frame = self.cleaner(frame)
             hit = self.scorer(frame) if self.scoring and self.scorer is not None else None
             if not self._put(loop, (frame, hit)):
                 return
