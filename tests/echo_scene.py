@@ -33,12 +33,16 @@ class Scene:
     people: list[float] = field(default_factory=list)  # when the person starts saying "hey jarvis" (s)
 
 
-def scene(seconds: float, delay: float, gain: float, people: list[float], seed: int = 7) -> Scene:
+def scene(seconds: float, delay: float, gain: float, people: list[float], seed: int = 7,
+          pauses: list[tuple[float, float]] = ()) -> Scene:
     """`gain` 1.0: the echo as loud as the person (both clips' speech is about 3700 RMS); above about 1.3
-    the 16-bit microphone clips on these clips. `people`: moments (s into the answer) the person speaks."""
+    the 16-bit microphone clips on these clips. `people`: moments (s into the answer) the person speaks.
+    `pauses`: (start, seconds) where the answer is digital silence (drive() plays nothing there)."""
     rng = np.random.default_rng(seed)
     one = np.concatenate([np.frombuffer(read_wav(n), "<i2") for n in ("reply_says_wake_24k.wav", "reply_24k.wav")])
     reply = np.tile(one, int(np.ceil(seconds * 24000 / one.size)))[: int(seconds * 24000)].astype(np.float32)
+    for t, length in pauses:
+        reply[int(t * 24000) : int((t + length) * 24000)] = 0
     n = int((seconds + LEAD + 1) * 16000)
     echo = np.convolve(soxr.resample(reply, 24000, 16000), room(rng))
     mic = rng.normal(0, 150, n)
@@ -53,23 +57,31 @@ def scene(seconds: float, delay: float, gain: float, people: list[float], seed: 
     return Scene(reply, clip(mic), clip(quiet), [LEAD + t for t in people])
 
 
-def drive(aec, reply: np.ndarray, mic: np.ndarray, seed: int = 11, timer=None) -> tuple[np.ndarray, float, float]:
+def drive(aec, reply: np.ndarray, mic: np.ndarray, seed: int = 11, timer=None, frames=None, skip_silence=False,
+          bias=None) -> tuple[np.ndarray, float, float]:
     """Feeds `aec` as the daemon would: periods written 80 ms before they are heard (heard-at times with
     4 ms of jitter), microphone frames read 3 ms after their last sample (5 ms of jitter).
+    `frames`: frame lengths to cycle through (default 1280). `skip_silence`: periods of digital silence
+    are not played (the stream runs dry there, as between answers: the next period starts a new one).
+    `bias(t)`: an error (s) in the heard-at estimates of the period heard at t.
     Returns (output, seconds of `timer` spent in process(), in played())."""
     rng = np.random.default_rng(seed)
     timer = timer or (lambda: 0.0)
     out, spent_process, spent_played = [], 0.0, 0.0
-    pi = 0
-    for end in range(FRAME, mic.size + 1, FRAME):
+    pi, end, sizes = 0, 0, frames or [FRAME]
+    while end + sizes[len(out) % len(sizes)] <= mic.size:
+        n = sizes[len(out) % len(sizes)]
+        end += n
         now = end / 16000 + 0.003
         while pi < reply.size and LEAD + (pi + PERIOD) / 24000 <= now + 0.08:
-            t = timer()
-            aec.played(reply[pi : pi + PERIOD].astype("<i2").tobytes(),
-                       LEAD + (pi + PERIOD) / 24000 + rng.normal(0, 0.004))
-            spent_played += timer() - t
+            period, heard = reply[pi : pi + PERIOD], LEAD + (pi + PERIOD) / 24000
             pi += PERIOD
+            if skip_silence and not period.any():
+                continue
+            t = timer()
+            aec.played(period.astype("<i2").tobytes(), heard + rng.normal(0, 0.004) + (bias(heard) if bias else 0))
+            spent_played += timer() - t
         t = timer()
-        out.append(aec.process(end, now + rng.normal(0, 0.005), mic[end - FRAME : end].astype("<i2").tobytes()))
+        out.append(aec.process(end, now + rng.normal(0, 0.005), mic[end - n : end].astype("<i2").tobytes()))
         spent_process += timer() - t
     return np.frombuffer(b"".join(out), "<i2").astype(np.float32), spent_process, spent_played

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soxr
 from echo_scene import FRAME, LEAD, drive, scene
 
 from pivoice.audio.aec import EchoCanceller
@@ -63,15 +64,15 @@ def test_a_person_talking_over_the_answer_does_not_undo_what_it_learned():
 
 
 def test_it_follows_the_echo_path_when_it_moves():
-    """The echo comes 40 ms late, then 95 ms late (say, another audio server latency after a restart)."""
+    """The echo comes 40 ms late, then 95 ms late (say, another audio server latency after a restart):
+    within five seconds the canceller finds the new path and moves what it learned there."""
     a, b = scene(24.0, 0.04, 1.0, []), scene(24.0, 0.095, 1.0, [])
     mic = np.concatenate([a.mic[: seconds(0, 12).stop], b.mic[seconds(0, 12).stop :]])
     aec = EchoCanceller()
     out = drive(aec, a.reply, mic)[0]
-    assert abs(aec.delay / 16 - 98) <= 3, aec.delay
-    erle = db(mic[seconds(18, 24)], out[seconds(18, 24)])
-    print(f"echo return loss enhancement after the move: {erle:.1f} dB")
-    assert erle >= 15
+    erle = [db(mic[seconds(t, t + 1)], out[seconds(t, t + 1)]) for t in range(12, 20)]
+    print("echo return loss enhancement per second after the move:", " ".join(f"{e:.1f}" for e in erle))
+    assert min(erle[5:]) >= 15
 
 
 def test_the_reference_is_what_was_heard_when():
@@ -93,3 +94,47 @@ def test_the_reference_is_what_was_heard_when():
         ref = aec._reference(heard - 0.01, 320)  # 20 ms around it
         assert abs(int(np.argmax(np.abs(ref))) - 160) <= 1, np.argmax(np.abs(ref))
     assert not aec._reference(10.25 + 0.001, 1600).any()  # after the stop: nothing
+
+
+@pytest.mark.parametrize("frames", [[427, 426], [1281, 1279]])
+def test_frames_of_any_length(frames):
+    """A capture rate converter hands over frames that are not whole filter blocks."""
+    sc = scene(20.0, delay=0.06, gain=1.0, people=[])
+    out = drive(EchoCanceller(), sc.reply, sc.mic, frames=frames)[0]
+    assert out.size >= sc.mic.size - max(frames)  # every sample given comes back, in place
+    erle = db(sc.mic[seconds(10, 19)], out[seconds(10, 19)])
+    print(f"frames of {frames}: {erle:.1f} dB")
+    assert erle >= 15
+
+
+def test_pauses_in_the_answer_do_not_move_the_echo_path():
+    sc = scene(20.0, delay=0.06, gain=1.0, people=[], pauses=[(t, 0.4) for t in np.arange(3.0, 20.0, 2.0)])
+    aec = EchoCanceller()
+    out = drive(aec, sc.reply, sc.mic)[0]
+    assert abs(aec.delay / 16 - 63) <= 3, aec.delay
+    assert db(sc.mic[seconds(10, 20)], out[seconds(10, 20)]) >= 15
+
+
+@pytest.mark.parametrize("bias", [0.0, 0.0004, -0.002])
+def test_a_new_playback_stream_is_put_in_place(bias):
+    """A second answer after a pause is a new playback stream, placed in time by its own clock estimate
+    (off by `bias` more): within half a second the canceller has it in place again, to a fraction of a
+    sample, without relearning the room."""
+    sc = scene(20.0, delay=0.06, gain=1.0, people=[], pauses=[(10.0, 1.0)])
+    aec = EchoCanceller()
+    out = drive(aec, sc.reply, sc.mic, skip_silence=True, bias=lambda t: bias if t > LEAD + 10.5 else 0.0)[0]
+    assert len(aec._epochs) == 2
+    erle = [db(sc.mic[seconds(t, t + 0.5)], out[seconds(t, t + 0.5)]) for t in np.arange(11.0, 14.0, 0.5)]
+    print("second answer, per 0.5 s:", " ".join(f"{e:.1f}" for e in erle))
+    assert min(erle[1:]) >= 12
+
+
+def test_clock_drift_between_microphone_and_speaker():
+    """A USB microphone and a HAT speaker run on different crystals: 20 ppm apart here. (A regression
+    guard: the filter alone keeps 16 dB here; at 100 ppm the canceller is down to about 9 dB.)"""
+    sc = scene(20.0, delay=0.06, gain=1.0, people=[])
+    mic = soxr.resample(sc.echo_only, 16000, 16000 * (1 + 20e-6)).astype(np.float32)[: sc.echo_only.size]
+    out = drive(EchoCanceller(), sc.reply, mic)[0]
+    erle = db(mic[seconds(10, 20)], out[seconds(10, 20)])
+    print(f"20 ppm: {erle:.1f} dB")
+    assert erle >= 14

@@ -41,8 +41,10 @@ RATE = 16000
 PLAY_RATE = 24000
 BLOCK = 256
 PARTS = 4  # 4 x 256 = 1024 taps: 64 ms of echo path after the direct sound
+TAPS = PARTS * BLOCK
 MARGIN = 96  # samples of filter before the estimated direct path (6 ms): room for estimation error
 RING = 8 * RATE  # seconds of reference kept
+SINC = 8  # half-length of the interpolator that reads the reference between samples
 
 EARLIEST = int(0.06 * RATE)  # the echo may come this much before the clocks say (their estimates' bias)
 LATEST = int(0.25 * RATE)  # ... or this much after
@@ -52,6 +54,13 @@ ESTIMATE_WINDOW = int(1.5 * RATE)  # microphone audio an estimate looks at (at m
 ACTIVE_RMS = 60.0  # reference below this (s16 scale) is silence: nothing to learn from
 EPOCH_JUMP = 0.02  # s: a period whose timing is this far off its epoch's starts a new epoch
 EPOCH_SETTLE = 25  # periods whose estimates make an epoch's offset; then it is fixed
+
+TRACK_EVERY = RATE // 4  # samples of far-end audio between alignment checks against the filter
+TRACK_FIRST = int(0.2 * RATE)  # ... before the first check of a new playback stream, then every half that
+# until a check finds it in place (adaptation waits for that)
+TRACK_GIVE_UP = RATE  # far-end samples in a new stream after which adaptation goes on unchecked
+TRACK_WINDOW = RATE // 2  # microphone audio an alignment check looks at
+TRACK_RANGE = int(EPOCH_JUMP * RATE)  # samples either way an alignment check tries (a larger jump is a new epoch)
 
 MU = 0.5
 SMOOTH = 0.3  # weight of the newest block in the error energies that decide between the paths
@@ -96,7 +105,9 @@ class EchoCanceller:
         # The reference: everything played, at 16 kHz, by a running index; epochs say when each was heard.
         self._ring = np.zeros(RING, np.float32)
         self._written = 0
-        self._epochs: deque[list] = deque(maxlen=16)  # [first index, offset (s), end index]
+        # [first index, offset (s), end index, correction (s)]: the reference sample r is heard at
+        # offset + correction + r / RATE; the correction is what the alignment checks found.
+        self._epochs: deque[list] = deque(maxlen=16)
         self._epoch_in = 0  # 24 kHz samples played in the current epoch
         self._resampler = None
         self._play_clock = _Clock()
@@ -105,16 +116,15 @@ class EchoCanceller:
         self._mic_end: int | None = None  # index after the last microphone sample processed
         self.delay: int | None = None  # samples the echo comes after the clocks say (the estimate)
         self._candidate: int | None = None
-        self._hist_mic = np.zeros(0, np.float32)
-        self._hist_start = 0  # microphone index of _hist_mic[0]
-        self._far_since_estimate = 0
-        self._xprev = np.zeros(BLOCK, np.float32)
-        self._X = np.zeros((PARTS, BLOCK + 1), np.complex128)
+        self._stream: int | None = None  # the newest playback stream (its first index) ...
+        self._checked = False  # ... and whether its alignment was checked (adaptation waits until then)
+        self._far_in_stream = 0
+        self._restart_input(0)
         self._power = np.zeros(BLOCK + 1)
         self._wb = np.zeros((PARTS, BLOCK + 1), np.complex128)  # background filter (always adapts)
         self._wf = np.zeros((PARTS, BLOCK + 1), np.complex128)  # foreground filter (its output is used)
         self._eb = self._ef = self._ed = 0.0  # smoothed energies: background error, foreground error, mic
-        self.stats = {"far": 0, "copied": 0, "reset": 0, "in": 0.0, "out": 0.0}  # since the last report()
+        self.stats = self._no_stats()  # since the last report()
 
     # -- the playback thread ----------------------------------------------------------------------
     def played(self, pcm: bytes, heard_end: float) -> None:
@@ -131,11 +141,17 @@ class EchoCanceller:
             self._epochs[-1][2] = self._written
 
     def _new_epoch(self, start_time: float) -> None:
+        if self._resampler is not None and self._epochs:  # the last stream's tail, held in the resampler
+            self._append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            self._epochs[-1][2] = self._written
         self._resampler = soxr.ResampleStream(PLAY_RATE, RATE, 1, dtype="float32")
         self._epoch_in = 0
         self._play_clock.reset()
         self._play_clock.add(start_time)
-        self._epochs.append([self._written, start_time - self._written / RATE, self._written])
+        # The correction carries over: what it made up for (the microphone clock's error, drift since
+        # it was read) is still there; the new stream's own error is what the next check finds.
+        correction = self._epochs[-1][3] if self._epochs else 0.0
+        self._epochs.append([self._written, start_time - self._written / RATE, self._written, correction])
 
     def _append(self, y: np.ndarray) -> None:
         i = self._written % RING
@@ -149,57 +165,112 @@ class EchoCanceller:
         with self._lock:
             if not self._epochs:
                 return
-            first, offset, end = self._epochs[-1]
-            heard = max(first, int((now - offset) * RATE))
+            first, offset, end, correction = self._epochs[-1]
+            heard = min(end, max(first, int((now - offset - correction) * RATE)))
             for r in range(heard, end):  # at most a device buffer (80 ms)
                 self._ring[r % RING] = 0.0
             self._epochs[-1][2] = heard
             self._resampler = None  # what comes next is a new stream
 
     def _reference(self, times_start: float, n: int) -> np.ndarray:
-        """The reference heard at `times_start` + k / RATE, k < n (zeros where nothing was playing)."""
+        """The reference heard at `times_start` + k / RATE, k < n (zeros where nothing was playing),
+        read between samples where the times fall between them (a windowed-sinc interpolator): the
+        alignment is kept to a fraction of a sample, which a filter at 16 kHz needs."""
         out = np.zeros(n, np.float32)
         with self._lock:
             oldest = self._written - RING
-            for first, offset, end in self._epochs:
-                r0 = int(round((times_start - offset) * RATE))
-                lo, hi = max(r0, first, oldest), min(r0 + n, end)
+            for first, offset, end, correction in self._epochs:
+                pos = (times_start - offset - correction) * RATE
+                r0 = int(np.floor(pos))
+                frac = pos - r0
+                lo, hi = max(r0 - SINC, first, oldest), min(r0 + n + SINC + 1, end)
                 if lo >= hi:
                     continue
-                src = np.arange(lo, hi) % RING
-                out[lo - r0 : hi - r0] = self._ring[src]
+                seg = np.zeros(n + 2 * SINC + 1, np.float32)  # samples r0 - SINC .. r0 + n + SINC
+                seg[lo - r0 + SINC : hi - r0 + SINC] = self._ring[np.arange(lo, hi) % RING]
+                if frac < 1e-6:
+                    part = seg[SINC : SINC + n]
+                else:  # out[k] = sum over j in (-SINC, SINC] of x[r0 + k + j] h(j - frac)
+                    u = np.arange(-SINC + 1, SINC + 1) - frac
+                    h = np.sinc(u) * 0.5 * (1 + np.cos(np.pi * u / SINC))
+                    part = np.convolve(seg, h[::-1], "valid")[1 : n + 1]
+                heard = (r0 + np.arange(n) + frac >= first) & (r0 + np.arange(n) + frac < end)
+                out[heard] = part[heard]
         return out
 
     # -- the capture thread -----------------------------------------------------------------------
+    def _restart_input(self, index: int) -> None:
+        """The microphone stream continues at `index` with no history: forget the filter's input (not
+        what it learned) and the audio kept for the delay estimates and alignment checks."""
+        self._xprev = np.zeros(BLOCK, np.float32)
+        self._X = np.zeros((PARTS, BLOCK + 1), np.complex128)
+        self._xhist = np.zeros(TAPS, np.float32)  # the filter's input before _xpend
+        self._xpend = np.zeros(0, np.float32)  # reference and microphone samples not yet in a block
+        self._dpend = np.zeros(0, np.float32)
+        self._emitted = 0  # of _dpend, samples already output (filtered in the time domain)
+        self._hist_mic = np.zeros(0, np.float32)
+        self._hist_start = index
+        self._far_since_estimate = self._far_since_track = 0
+
+    def _ref_time(self, index: int) -> float:
+        """When the reference sample that lines up with microphone sample `index` was heard: MARGIN
+        samples ahead of the echo, so the filter sees the direct sound MARGIN taps in."""
+        delay = self.delay if self.delay is not None else 0
+        return self._mic_clock.offset + (index + MARGIN - delay) / RATE
+
     def process(self, end: int, at: float, pcm: bytes) -> bytes:
         """A microphone frame (16 kHz s16le, `end` the index after its last sample, read at `at`) with the
-        echo of what the speaker played taken out. Frames should come in order; a gap restarts the
-        filter's input history (not what it learned)."""
+        echo of what the speaker played taken out; any length. Frames should come in order; a gap
+        restarts the filter's input history (not what it learned)."""
         d = np.frombuffer(pcm, "<i2").astype(np.float32)
         n = d.size
         start = end - n
-        self._mic_clock.add(at - end / RATE)
+        if self._mic_clock.add(at - end / RATE):  # the microphone's timing jumped (lost audio, reopened)
+            self._checked, self._far_in_stream = not self._wf.any(), 0
         if self._mic_end != start:
-            self._xprev[:] = 0
-            self._X[:] = 0
-            self._hist_mic = np.zeros(0, np.float32)
-            self._hist_start = start
+            self._restart_input(start)
         self._mic_end = end
-        delay = self.delay if self.delay is not None else 0
-        t0 = self._mic_clock.offset + (start + MARGIN - delay) / RATE  # leads the echo by MARGIN
-        x = self._reference(t0, n)
-        if not x.any() and not self._X.any():
-            return pcm  # nothing played within the filter's reach
-        self._learn_delay(start, d, x)
-        out = np.empty(n, np.float32)
-        for b in range(0, n - BLOCK + 1, BLOCK):
-            out[b : b + BLOCK] = self._block(x[b : b + BLOCK], d[b : b + BLOCK])
-        tail = n % BLOCK
-        if tail:
-            out[n - tail :] = d[n - tail :]  # frames are 1280 = 5 blocks; never hit in practice
+        with self._lock:
+            stream = self._epochs[-1][0] if self._epochs else None
+        if stream != self._stream:
+            self._stream, self._checked, self._far_in_stream = stream, not self._wf.any(), 0
+        x = self._reference(self._ref_time(start), n)
+        if not x.any() and not self._X.any() and not self._xpend.any():
+            self._restart_input(end)  # nothing played within the filter's reach
+            return pcm
+        self._history(d, x)
+        out = self._filter(x, d)
+        self._learn_delay()
+        self._track()
         self.stats["in"] += float(np.dot(d, d))
         self.stats["out"] += float(np.dot(out, out))
         return np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes()
+
+    def _filter(self, x: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Output for every sample given: whole blocks through the adaptive filter; what is left (frames
+        from a rate converter are not multiples of a block) through the foreground in the time domain,
+        and into the next block later."""
+        self._xpend = np.concatenate([self._xpend, x])
+        self._dpend = np.concatenate([self._dpend, d])
+        outs = []
+        while self._dpend.size >= BLOCK:
+            xb, db = self._xpend[:BLOCK], self._dpend[:BLOCK]
+            outs.append(self._block(xb, db)[self._emitted :])
+            self._emitted = 0
+            self._xhist = np.concatenate([self._xhist, xb])[-TAPS:]
+            self._xpend, self._dpend = self._xpend[BLOCK:], self._dpend[BLOCK:]
+        if self._dpend.size > self._emitted:
+            k = self._emitted
+            if self._ef > self._ed:
+                outs.append(self._dpend[k:])
+            else:
+                w = np.fft.irfft(self._wf, axis=1)[:, :BLOCK].reshape(-1)
+                seg = np.concatenate([self._xhist, self._xpend])
+                size = 1 << int(np.ceil(np.log2(seg.size + TAPS)))
+                y = np.fft.irfft(np.fft.rfft(seg, size) * np.fft.rfft(w, size), size)
+                outs.append(self._dpend[k:] - y[TAPS + k : TAPS + self._dpend.size])
+            self._emitted = self._dpend.size
+        return np.concatenate(outs) if outs else np.zeros(0, np.float32)
 
     def _block(self, x: np.ndarray, d: np.ndarray) -> np.ndarray:
         X = np.fft.rfft(np.concatenate([self._xprev, x]))
@@ -209,9 +280,15 @@ class EchoCanceller:
         yb = np.fft.irfft((self._wb * self._X).sum(axis=0))[BLOCK:]
         yf = np.fft.irfft((self._wf * self._X).sum(axis=0))[BLOCK:]
         eb, ef = d - yb, d - yf
-        active = float(np.dot(x, x)) > ACTIVE_RMS ** 2 * BLOCK
-        if not active:
-            return ef
+        a = SMOOTH
+        self._ef = (1 - a) * self._ef + a * float(np.dot(ef, ef))
+        self._ed = (1 - a) * self._ed + a * float(np.dot(d, d))
+        if float(np.dot(x, x)) > ACTIVE_RMS ** 2 * BLOCK and self._checked:
+            self._adapt(X, eb, ef, d)
+        # A foreground worse than nothing (just after the echo path moved): the microphone as it is.
+        return d if self._ef > self._ed else ef
+
+    def _adapt(self, X: np.ndarray, eb: np.ndarray, ef: np.ndarray, d: np.ndarray) -> None:
         self.stats["far"] += 1
         self._power = 0.7 * self._power + 0.3 * (np.abs(X) ** 2)
         regular = 2 * BLOCK * ACTIVE_RMS ** 2
@@ -222,11 +299,11 @@ class EchoCanceller:
         w[:, BLOCK:] = 0  # keep it a linear (not circular) convolution
         self._wb = np.fft.rfft(w, axis=1)
         # Two paths: the foreground follows the background only while the background does better.
-        a = SMOOTH
-        self._eb = (1 - a) * self._eb + a * float(np.dot(eb, eb))
-        self._ef = (1 - a) * self._ef + a * float(np.dot(ef, ef))
-        self._ed = (1 - a) * self._ed + a * float(np.dot(d, d))
-        if self._eb < 0.7 * self._ef and self._eb < self._ed:
+        self._eb = (1 - SMOOTH) * self._eb + SMOOTH * float(np.dot(eb, eb))
+        if not np.isfinite(self._eb) or not np.isfinite(self._wb).all():
+            self._wb, self._eb = self._wf.copy(), self._ef  # never let a NaN stay
+            self.stats["reset"] += 1
+        elif self._eb < 0.7 * self._ef and self._eb < self._ed:
             self._wf = self._wb.copy()
             self._ef = self._eb
             self.stats["copied"] += 1
@@ -234,24 +311,33 @@ class EchoCanceller:
             self._wb = self._wf.copy()  # adapted to something that is not the echo: start again from it
             self._eb = self._ef
             self.stats["reset"] += 1
-        return ef
 
     def report(self) -> str | None:
         """What it did since the last report, in words (None if there was nothing to cancel)."""
-        st, self.stats = self.stats, {"far": 0, "copied": 0, "reset": 0, "in": 0.0, "out": 0.0}
+        st, self.stats = self.stats, self._no_stats()
         if not st["far"] or not st["out"]:
             return None
         delay = "not found yet" if self.delay is None else f"{self.delay * 1000 / RATE:.0f} ms"
         return (f"echo cancellation: {10 * np.log10(st['in'] / st['out']):.1f} dB less at the microphone over "
                 f"{st['far'] * BLOCK / RATE:.1f} s of answer; echo delay beyond the clocks {delay}; "
-                f"filter updates {st['copied']}, restarts {st['reset']}")
+                f"filter updates {st['copied']}, restarts {st['reset']}, realignments {st['aligned']}")
+
+    @staticmethod
+    def _no_stats() -> dict:
+        return {"far": 0, "copied": 0, "reset": 0, "aligned": 0, "in": 0.0, "out": 0.0}
 
     # -- the delay the clocks do not show ---------------------------------------------------------
-    def _learn_delay(self, start: int, d: np.ndarray, x: np.ndarray) -> None:
+    def _history(self, d: np.ndarray, x: np.ndarray) -> None:
+        """Keeps the microphone's recent audio (contiguous: a gap restarts it) for the estimates."""
+        end = self._hist_start + self._hist_mic.size + d.size
         self._hist_mic = np.concatenate([self._hist_mic, d])[-ESTIMATE_WINDOW:]
-        self._hist_start = start + d.size - self._hist_mic.size
+        self._hist_start = end - self._hist_mic.size
         if float(np.dot(x, x)) > ACTIVE_RMS ** 2 * x.size:
             self._far_since_estimate += x.size
+            self._far_since_track += x.size
+            self._far_in_stream += x.size
+
+    def _learn_delay(self) -> None:
         if self._far_since_estimate < (ESTIMATE_FIRST if self.delay is None else ESTIMATE_EVERY):
             return
         self._far_since_estimate = 0
@@ -270,6 +356,67 @@ class EchoCanceller:
             self.delay, self._candidate = lag, None
         else:
             self._candidate = lag  # one estimate is not enough to move a converged filter
+
+    def _track(self) -> None:
+        """Alignment check. Each playback stream is placed in time by its own clock estimate, good to a
+        fraction of a millisecond at best, and clocks drift; a filter at 16 kHz loses much of its
+        cancellation when the reference is off by a sample or two. So the foreground filter predicts
+        the last stretch of microphone audio from the reference shifted by up to TRACK_RANGE samples
+        either way (to a fraction of a sample), and a shift that predicts better moves the current
+        stream's reference by that much: TRACK_FIRST samples of answer into a new stream (adaptation
+        waits for this, so the filter does not learn a misplaced stream), then every TRACK_EVERY."""
+        if not self._wf.any():
+            return
+        if not self._checked:
+            if self._far_in_stream >= TRACK_GIVE_UP:
+                self._checked = True  # could not tell: let the filter learn the stream as it is
+                return
+            if self._far_in_stream < TRACK_FIRST or self._far_since_track < TRACK_FIRST // 2:
+                return
+            n = TRACK_FIRST
+        elif self._far_since_track >= TRACK_EVERY:
+            n = TRACK_WINDOW
+        else:
+            return
+        if self._hist_mic.size < n:
+            return
+        self._far_since_track = 0
+        S = TRACK_RANGE
+        c0 = self._hist_start + self._hist_mic.size - n
+        with self._lock:
+            first, offset, end, correction = self._epochs[-1]
+        t0, t1 = self._ref_time(c0), self._ref_time(c0 + n)
+        if not (offset + correction + first / RATE <= t0 and t1 <= offset + correction + end / RATE):
+            return  # the window is not all in the newest stream
+        x = self._reference(self._ref_time(c0 - (TAPS - 1) - S), n + TAPS - 1 + 2 * S)
+        w = np.fft.irfft(self._wf, axis=1)[:, :BLOCK].reshape(-1)
+        size = 1 << int(np.ceil(np.log2(x.size + TAPS)))
+        y = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(w, size), size)[TAPS - 1 : TAPS - 1 + n + 2 * S]
+        d = self._hist_mic[-n:].astype(np.float64)
+        # err[k] = |d - y[k : k + n]|^2 for every shift k - S, by correlation and running sums
+        size = 1 << int(np.ceil(np.log2(y.size + n)))
+        cross = np.fft.irfft(np.fft.rfft(y, size) * np.conj(np.fft.rfft(d, size)), size)[: 2 * S + 1]
+        power = np.concatenate([[0.0], np.cumsum(y * y)])
+        err = float(np.dot(d, d)) - 2 * cross + (power[n : n + 2 * S + 1] - power[: 2 * S + 1])
+        k = int(np.argmin(err))
+        if float(np.dot(d, d)) < 4 * err[k] or (abs(k - S) > 2 and err[S] < 1.12 * err[k]):
+            if not self._checked and self._far_in_stream >= TRACK_GIVE_UP:
+                self._checked = True
+            return  # the filter is not good enough to tell, or no clearly better place far away
+        shift = float(k - S)
+        if 0 < k < 2 * S:  # between samples: the vertex of the parabola through the three around it
+            curve = err[k - 1] - 2 * err[k] + err[k + 1]
+            if curve > 0:
+                shift += 0.5 * (err[k - 1] - err[k + 1]) / curve
+        if abs(shift) < 1:
+            self._checked = True  # in place: the filter may learn this stream (checks go on, less often)
+        if abs(shift) < 0.1:
+            return
+        with self._lock:
+            if self._epochs[-1][0] == first:
+                self._epochs[-1][3] -= shift / RATE
+        self.stats["aligned"] += 1
+        log.debug("echo reference moved by %.2f samples", shift)
 
     def estimate_delay(self, start: int, mic: np.ndarray) -> int | None:
         """GCC-PHAT between microphone samples [start, start + len(mic)) and the reference; the lag in
