@@ -6,7 +6,7 @@ this subtracts an adaptive estimate of that sound, as it reaches the microphone,
 signal. It runs only while pivoice answers. Its output feeds the barge-in detector, and the Live session,
 so the server's activity detection hears the person rather than pivoice itself.
 
-Three parts:
+Four parts:
 
 - **What was heard when.** The playback thread hands over every period it writes with the moment its last
   sample will be heard (`played`). Within a run of contiguous writes (an *epoch*: one stream between
@@ -17,6 +17,11 @@ Three parts:
   GCC-PHAT (cross-correlation with phase weighting) between the microphone and the reference finds it,
   from 60 ms early to 250 ms late, and the reference is aligned so the direct path lands a few ms into
   the filter.
+- **Keeping it in place.** A clock estimate is good to a fraction of a millisecond at best, and a
+  16 kHz filter loses most of its effect when the reference is off by a sample or two. Each new stream
+  (and the stream every 0.25 s of answer after) is checked against the filter itself: which shift of the
+  reference, to a fraction of a sample (read between samples by a windowed sinc), predicts the
+  microphone best (`_track`).
 - **The filter.** A partitioned-block frequency-domain adaptive filter (PBFDAF / MDF: 256-sample blocks,
   1024 taps = 64 ms of echo path) with two paths against double-talk: a background filter always adapts
   and a foreground filter, whose output is used, takes its weights only while the background cancels
