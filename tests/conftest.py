@@ -113,17 +113,24 @@ class SoundCard:
         import soxr
 
         self._echo = {"rec": rec, "gain": gain, "delay": int(delay * 24000), "noise": noise_rms,
-                      "rng": np.random.default_rng(3), "pos": None, "buf": np.zeros(0, np.float32),
+                      "rng": np.random.default_rng(3), "pos": None, "late": 0, "buf": np.zeros(0, np.float32),
                       "rs": soxr.ResampleStream(24000, 16000, 1, dtype="float32")}
 
     def _add_echo(self, chunk: bytes) -> bytes:
+        """The echo is a fixed delay behind the speaker: each 20 ms chunk takes the next 20 ms of the
+        recording, waiting a little for parec when it is late rather than slipping (a slip would be an
+        echo path that jumps, which no room does)."""
         e = self._echo
-        newest = len(e["rec"].data) // 2
         if e["pos"] is None:
-            e["pos"] = max(0, newest - e["delay"])
-        take = max(0, min(480, newest - e["pos"]))
+            e["pos"] = max(0, len(e["rec"].data) // 2 - e["delay"])
+        deadline = time.monotonic() + 0.04
+        while len(e["rec"].data) // 2 < e["pos"] + 480 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        take = max(0, min(480, len(e["rec"].data) // 2 - e["pos"]))
+        if take < 480:
+            e["late"] += 1
         seg = np.frombuffer(bytes(e["rec"].data[e["pos"] * 2 : (e["pos"] + take) * 2]), "<i2").astype(np.float32)
-        e["pos"] += take
+        e["pos"] += 480
         seg = np.concatenate([seg, np.zeros(480 - take, np.float32)])
         e["buf"] = np.concatenate([e["buf"], e["rs"].resample_chunk(seg)])
         n = self.CHUNK // 2

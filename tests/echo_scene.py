@@ -58,21 +58,27 @@ def scene(seconds: float, delay: float, gain: float, people: list[float], seed: 
 
 
 def drive(aec, reply: np.ndarray, mic: np.ndarray, seed: int = 11, timer=None, frames=None, skip_silence=False,
-          bias=None) -> tuple[np.ndarray, float, float]:
+          bias=None, lost: tuple[float, float] | None = None) -> tuple[np.ndarray, float, float]:
     """Feeds `aec` as the daemon would: periods written 80 ms before they are heard (heard-at times with
     4 ms of jitter), microphone frames read 3 ms after their last sample (5 ms of jitter).
     `frames`: frame lengths to cycle through (default 1280). `skip_silence`: periods of digital silence
     are not played (the stream runs dry there, as between answers: the next period starts a new one).
-    `bias(t)`: an error (s) in the heard-at estimates of the period heard at t.
+    `bias(t)`: an error (s) in the heard-at estimates of the period heard at t. `lost` (t, seconds):
+    capture loses that much audio at t (an overrun): the microphone index goes on, its time jumps.
     Returns (output, seconds of `timer` spent in process(), in played())."""
     rng = np.random.default_rng(seed)
     timer = timer or (lambda: 0.0)
     out, spent_process, spent_played = [], 0.0, 0.0
-    pi, end, sizes = 0, 0, frames or [FRAME]
+    pi, end, sizes, skew = 0, 0, frames or [FRAME], 0.0
+    if lost is not None:
+        i = int((LEAD + lost[0]) * 16000)
+        mic = np.concatenate([mic[:i], mic[i + int(lost[1] * 16000) :]])
     while end + sizes[len(out) % len(sizes)] <= mic.size:
         n = sizes[len(out) % len(sizes)]
         end += n
-        now = end / 16000 + 0.003
+        if lost is not None and end > (LEAD + lost[0]) * 16000:
+            skew = lost[1]  # these samples were heard that much later than their index says
+        now = end / 16000 + skew + 0.003
         while pi < reply.size and LEAD + (pi + PERIOD) / 24000 <= now + 0.08:
             period, heard = reply[pi : pi + PERIOD], LEAD + (pi + PERIOD) / 24000
             pi += PERIOD

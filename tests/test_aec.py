@@ -126,6 +126,7 @@ def test_a_new_playback_stream_is_put_in_place(bias):
     assert len(aec._epochs) == 2
     erle = [db(sc.mic[seconds(t, t + 0.5)], out[seconds(t, t + 0.5)]) for t in np.arange(11.0, 14.0, 0.5)]
     print("second answer, per 0.5 s:", " ".join(f"{e:.1f}" for e in erle))
+    assert erle[0] >= -1  # while it is not in place yet, the microphone goes out as it is, not worse
     assert min(erle[1:]) >= 12
 
 
@@ -138,3 +139,48 @@ def test_clock_drift_between_microphone_and_speaker():
     erle = db(mic[seconds(10, 20)], out[seconds(10, 20)])
     print(f"20 ppm: {erle:.1f} dB")
     assert erle >= 14
+
+
+def test_an_alignment_check_finds_a_fraction_of_a_sample():
+    sc = scene(12.0, delay=0.06, gain=1.0, people=[])
+    aec = EchoCanceller()
+    drive(aec, sc.reply, sc.mic[: seconds(0, 11).stop])  # ends while the answer plays
+    placed = aec._epochs[-1][3]
+    for off in (0.5, -0.3, 1.5):
+        aec._epochs[-1][3] = placed + off / 16000  # the reference misplaced by `off` samples
+        aec._far_since_track = 16000
+        aec._track()
+        print(f"misplaced by {off} samples: {(aec._epochs[-1][3] - placed) * 16000:+.2f} left")
+        assert abs(aec._epochs[-1][3] - placed) * 16000 <= 0.15
+
+
+def test_lost_capture_audio_is_found_again():
+    """An overrun loses 30 ms of microphone audio: its index goes on, its time jumped."""
+    sc = scene(20.0, delay=0.06, gain=1.0, people=[])
+    out = drive(EchoCanceller(), sc.reply, sc.echo_only, lost=(10.0, 0.03))[0]
+    mic = np.concatenate([sc.echo_only[: seconds(10, 10).start], sc.echo_only[seconds(10.03, 10.03).start :]])
+    erle = [db(mic[seconds(t, t + 0.5)], out[seconds(t, t + 0.5)]) for t in (10.5, 11.0, 12.0)]
+    print("after the loss:", " ".join(f"{e:.1f}" for e in erle))
+    assert min(erle) >= 15
+
+
+def test_a_stop_throws_away_what_was_never_heard():
+    aec = EchoCanceller()
+    loud = (np.ones(480) * 8000).astype(np.int16)
+    for i in range(20):
+        aec.played(loud.tobytes(), 10.0 + (i + 1) * 0.02)
+    aec._epochs[-1][3] = 0.005  # a correction the checks found: not part of the playback's own timeline
+    aec.dropped(10.3)  # 0.1 s written was never played
+    assert aec._epochs[-1][2] == aec._epochs[-1][0] + int(0.3 * 16000)
+    heard = aec._reference(10.0 + 0.005, int(0.4 * 16000))
+    assert heard[: int(0.25 * 16000)].all() and not heard[int(0.31 * 16000) :].any()
+
+
+def test_a_filter_that_blew_up_is_reset():
+    sc = scene(6.0, delay=0.06, gain=1.0, people=[])
+    aec = EchoCanceller()
+    drive(aec, sc.reply, sc.mic[: 4 * 16000])
+    aec._wb[0, 3] = np.nan
+    frame = sc.mic[4 * 16000 : 4 * 16000 + FRAME].astype("<i2").tobytes()
+    out = np.frombuffer(aec.process(4 * 16000 + FRAME, 4.0 + FRAME / 16000 + 0.003, frame), "<i2")
+    assert out.size == FRAME and np.isfinite(aec._wb).all() and np.isfinite(aec._wf).all()

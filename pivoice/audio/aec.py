@@ -72,16 +72,24 @@ SMOOTH = 0.3  # weight of the newest block in the error energies that decide bet
 
 
 class _Clock:
-    """Maps a contiguous stream's sample index to time.monotonic(): t = offset + index / RATE, the offset
-    the median of the first EPOCH_SETTLE estimates since the stream's timing last jumped. A jump counts
-    once `confirm` estimates in a row agree on it: the playback side's estimates are steady (`avail`
-    and the clock read together), the capture side's are late whenever its thread was (confirm 3)."""
+    """Maps a contiguous stream's sample index to time.monotonic(): t = offset + index / RATE. The offset
+    is the lower quartile of the first EPOCH_SETTLE estimates since the stream's timing last jumped
+    (an estimate is late, never early, when its thread was held up between reading the device and the
+    clock), or of those until `freeze()`: once the echo canceller has checked a stream against its
+    filter, the stream stays where the check put it. A jump counts once `confirm` estimates in a row
+    agree on it: the playback side's estimates are steady (`avail` and the clock read together), the
+    capture side's are late whenever its thread was (confirm 3)."""
 
-    def __init__(self, confirm: int = 1):
+    def __init__(self, confirm: int = 1, provisional: int = 0):
         self.offset: float | None = None
         self._seen: list[float] = []
         self._confirm = confirm
+        self._provisional = provisional  # estimates at a stream's start that are dropped once later ones come
         self._jump: list[float] = []
+        self._frozen = False
+
+    def freeze(self) -> None:
+        self._frozen = True
 
     def add(self, offset: float) -> bool:
         """One more estimate; True when it starts a new epoch (the stream's timing jumped)."""
@@ -91,17 +99,18 @@ class _Clock:
             self._jump.append(offset)
             if len(self._jump) < self._confirm:
                 return False
-            self._seen, self._jump = self._jump, []
-            self.offset = float(np.median(self._seen))
+            self._seen, self._jump, self._frozen = self._jump, [], False
+            self.offset = float(np.percentile(self._seen, 25))
             return True
         self._jump = []
-        if len(self._seen) < EPOCH_SETTLE:
+        if len(self._seen) < EPOCH_SETTLE + self._provisional and not self._frozen:
             self._seen.append(offset)
-            self.offset = float(np.median(self._seen))
+            settled = self._seen[self._provisional :] or self._seen
+            self.offset = float(np.percentile(settled, 25))
         return False
 
     def reset(self) -> None:
-        self.offset, self._seen, self._jump = None, [], []
+        self.offset, self._seen, self._jump, self._frozen = None, [], [], False
 
 
 class EchoCanceller:
@@ -115,7 +124,9 @@ class EchoCanceller:
         self._epochs: deque[list] = deque(maxlen=16)
         self._epoch_in = 0  # 24 kHz samples played in the current epoch
         self._resampler = None
-        self._play_clock = _Clock()
+        # A stream's first periods fill the device (and an audio server's) buffer before it starts: their
+        # timing says less than the later ones'.
+        self._play_clock = _Clock(provisional=4)
         # The microphone's clock, the delay estimate, and the filters.
         self._mic_clock = _Clock(confirm=3)
         self._mic_end: int | None = None  # index after the last microphone sample processed
@@ -124,6 +135,7 @@ class EchoCanceller:
         self._stream: int | None = None  # the newest playback stream (its first index) ...
         self._checked = False  # ... and whether its alignment was checked (adaptation waits until then)
         self._far_in_stream = 0
+        self._held = 0  # far-end samples adaptation has waited for a check since one last passed
         self._restart_input(0)
         self._power = np.zeros(BLOCK + 1)
         self._wb = np.zeros((PARTS, BLOCK + 1), np.complex128)  # background filter (always adapts)
@@ -171,7 +183,8 @@ class EchoCanceller:
             if not self._epochs:
                 return
             first, offset, end, correction = self._epochs[-1]
-            heard = min(end, max(first, int((now - offset - correction) * RATE)))
+            # the playback's own timeline: the correction also holds the microphone clock's error
+            heard = min(end, max(first, int((now - offset) * RATE)))
             for r in range(heard, end):  # at most a device buffer (80 ms)
                 self._ring[r % RING] = 0.0
             self._epochs[-1][2] = heard
@@ -230,7 +243,17 @@ class EchoCanceller:
         d = np.frombuffer(pcm, "<i2").astype(np.float32)
         n = d.size
         start = end - n
-        if self._mic_clock.add(at - end / RATE):  # the microphone's timing jumped (lost audio, reopened)
+        before = self._mic_clock.offset
+        jumped = self._mic_clock.add(at - end / RATE)
+        if before is not None and self._wf.any():
+            # Once the filter has learned, a change of the clock's estimate must not move the reference:
+            # a jump re-anchors the clock (what the corrections made up for is gone: the checks find the
+            # rest); the estimate settling after it is folded into the corrections.
+            moved = self._mic_clock.offset - before
+            with self._lock:
+                for e in self._epochs:
+                    e[3] = 0.0 if jumped else e[3] + moved
+        if jumped:  # the microphone's timing jumped (lost audio, reopened)
             self._checked, self._far_in_stream = not self._wf.any(), 0
         if self._mic_end != start:
             self._restart_input(start)
@@ -341,6 +364,8 @@ class EchoCanceller:
             self._far_since_estimate += x.size
             self._far_since_track += x.size
             self._far_in_stream += x.size
+            if not self._checked:
+                self._held += x.size
 
     def _learn_delay(self) -> None:
         if self._far_since_estimate < (ESTIMATE_FIRST if self.delay is None else ESTIMATE_EVERY):
@@ -373,7 +398,7 @@ class EchoCanceller:
         if not self._wf.any():
             return
         if not self._checked:
-            if self._far_in_stream >= TRACK_GIVE_UP:
+            if self._held >= TRACK_GIVE_UP:
                 self._checked = True  # could not tell: let the filter learn the stream as it is
                 return
             if self._far_in_stream < TRACK_FIRST or self._far_since_track < TRACK_FIRST // 2:
@@ -389,6 +414,8 @@ class EchoCanceller:
         S = TRACK_RANGE
         c0 = self._hist_start + self._hist_mic.size - n
         with self._lock:
+            if not self._checked and self._epochs and self._epochs[-1][0] == self._stream:
+                self._play_clock.freeze()  # from here on, only the checks move this stream
             first, offset, end, correction = self._epochs[-1]
         t0, t1 = self._ref_time(c0), self._ref_time(c0 + n)
         if not (offset + correction + first / RATE <= t0 and t1 <= offset + correction + end / RATE):
@@ -405,7 +432,7 @@ class EchoCanceller:
         err = float(np.dot(d, d)) - 2 * cross + (power[n : n + 2 * S + 1] - power[: 2 * S + 1])
         k = int(np.argmin(err))
         if float(np.dot(d, d)) < 4 * err[k] or (abs(k - S) > 2 and err[S] < 1.12 * err[k]):
-            if not self._checked and self._far_in_stream >= TRACK_GIVE_UP:
+            if not self._checked and self._held >= TRACK_GIVE_UP:
                 self._checked = True
             return  # the filter is not good enough to tell, or no clearly better place far away
         shift = float(k - S)
@@ -414,7 +441,7 @@ class EchoCanceller:
             if curve > 0:
                 shift += 0.5 * (err[k - 1] - err[k + 1]) / curve
         if abs(shift) < 1:
-            self._checked = True  # in place: the filter may learn this stream (checks go on, less often)
+            self._checked, self._held = True, 0  # in place: the filter may learn this stream (checks go on, less often)
         if abs(shift) < 0.1:
             return
         with self._lock:

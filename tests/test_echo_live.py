@@ -1,0 +1,49 @@
+"""Echo cancellation end to end, through the paced PulseAudio card: the daemon's real playback and capture
+threads and clocks, the speaker fed back into the microphone. (tests/test_aec.py checks the canceller
+itself on a simulated room; tests/test_gpio.py that a person's wake word stops an answer that says it.)"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from conftest import SpeakerRecorder, read_wav, silence
+from test_gpio import CONFIG
+
+
+def test_each_answer_of_a_conversation_is_cancelled_from_its_start(mock_pins, soundcard, standin, in_process,
+                                                                   tmp_path):
+    """Four answers, seconds apart: each is a new playback stream, placed in time by its own clock. What
+    the Live API receives while pivoice answers has the echo taken out, from half a second into each."""
+    standin.behaviour.reply_after_seconds = 8  # the next answer 8 s of microphone audio after the last began
+    standin.behaviour.reply_pcm = read_wav("reply_24k.wav")  # 5.2 s
+    standin.behaviour.reply_pace = 0.05
+    standin.behaviour.max_replies = 4
+    d = in_process(CONFIG.format(follow_up=15))
+    rec = SpeakerRecorder(soundcard, tmp_path)
+    answers: list[list[int]] = []  # microphone feed positions (samples) where each answer began and ended
+    d.assistant.listeners.append(lambda t: answers.append([len(soundcard.fed) // 2]) if t.new.value == "responding"
+                                 else answers[-1].append(len(soundcard.fed) // 2) if t.old.value == "responding"
+                                 else None)
+    d.wait_event("ready")
+    soundcard.say(silence(0.3) + read_wav("hey_jarvis.wav") + silence(0.15) + read_wav("command_time_tokyo.wav"))
+    d.wait_event("model_audio", timeout=20)
+    soundcard.feed_back(rec, gain=1.0, delay=0.03, noise_rms=150)
+    deadline = time.monotonic() + 45
+    while not (len(answers) == 4 and len(answers[-1]) == 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(answers) == 4 and len(answers[-1]) == 2, answers
+    fed = np.frombuffer(bytes(soundcard.fed), "<i2").astype(np.float64)
+    sent = np.frombuffer(bytes(standin.sessions[0].audio), "<i2").astype(np.float64)
+    # Where the session's audio sits in the microphone feed: its pre-roll is the feed, sample for sample.
+    probe = sent[1000:9000]
+    offset = next(i for i in range(fed.size - probe.size) if np.array_equal(fed[i : i + probe.size], probe)) - 1000
+    less = []
+    for start, end in answers:
+        a, b = start + 8000, end  # from half a second in
+        less.append(10 * np.log10(np.sum(fed[a:b] ** 2) / np.sum(sent[a - offset : b - offset] ** 2)))
+    print("echo at the Live API below the microphone's, per answer (dB):", " ".join(f"{x:.1f}" for x in less))
+    print("alignment checks:", d.assistant.aec.stats, "echo delay", d.assistant.aec.delay)
+    assert min(less[1:]) >= 15  # the first answer is where the canceller learns the room
+    rec.stop()
+    d.stop()
