@@ -184,3 +184,13 @@ def test_a_filter_that_blew_up_is_reset():
     frame = sc.mic[4 * 16000 : 4 * 16000 + FRAME].astype("<i2").tobytes()
     out = np.frombuffer(aec.process(4 * 16000 + FRAME, 4.0 + FRAME / 16000 + 0.003, frame), "<i2")
     assert out.size == FRAME and np.isfinite(aec._wb).all() and np.isfinite(aec._wf).all()
+
+
+def test_a_late_clock_reading_is_not_a_new_stream():
+    """The playback thread held up once between reading the device and the clock (a busy system)."""
+    sc = scene(14.0, delay=0.06, gain=1.0, people=[])
+    aec = EchoCanceller()
+    late = {int(t * 50) for t in (6.0, 9.0, 9.5)}  # periods whose heard-at estimate comes 30 ms late
+    out = drive(aec, sc.reply, sc.echo_only, bias=lambda t: 0.03 if int((t - LEAD) * 50) in late else 0.0)[0]
+    assert len(aec._epochs) == 1
+    assert db(sc.echo_only[seconds(8, 13)], out[seconds(8, 13)]) >= 18

@@ -4,6 +4,7 @@ itself on a simulated room; tests/test_gpio.py that a person's wake word stops a
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -19,6 +20,15 @@ def test_each_answer_of_a_conversation_is_cancelled_from_its_start(mock_pins, so
     standin.behaviour.reply_pcm = read_wav("reply_24k.wav")  # 5.2 s
     standin.behaviour.reply_pace = 0.05
     standin.behaviour.max_replies = 4
+    trace: list[str] = []  # what the canceller logs (shown when the test fails)
+
+    class Trace(logging.Handler):
+        def emit(self, record):
+            trace.append(f"{record.created % 1000:8.3f} {record.getMessage()}")
+
+    handler = Trace(logging.DEBUG)
+    logging.getLogger("pivoice.audio").addHandler(handler)
+    logging.getLogger("pivoice.audio").setLevel(logging.DEBUG)
     d = in_process(CONFIG.format(follow_up=15))
     rec = SpeakerRecorder(soundcard, tmp_path)
     answers: list[list[int]] = []  # microphone feed positions (samples) where each answer began and ended
@@ -38,12 +48,17 @@ def test_each_answer_of_a_conversation_is_cancelled_from_its_start(mock_pins, so
     # Where the session's audio sits in the microphone feed: its pre-roll is the feed, sample for sample.
     probe = sent[1000:9000]
     offset = next(i for i in range(fed.size - probe.size) if np.array_equal(fed[i : i + probe.size], probe)) - 1000
-    less = []
+    less, windows = [], []
     for start, end in answers:
         a, b = start + 8000, end  # from half a second in
         less.append(10 * np.log10(np.sum(fed[a:b] ** 2) / np.sum(sent[a - offset : b - offset] ** 2)))
+        windows.append(" ".join(f"{10 * np.log10(np.sum(fed[i : i + 4000] ** 2) / np.sum(sent[i - offset : i - offset + 4000] ** 2)):.0f}"
+                                for i in range(start, end - 4000, 4000)))
+    logging.getLogger("pivoice.audio").removeHandler(handler)
+    epochs = [(e[0], round(e[1] % 1000, 4), e[2], round(e[3] * 16000, 2)) for e in d.assistant.aec._epochs]
+    detail = "\n".join(["per 0.25 s:", *windows, f"epochs {epochs}", *trace])
     print("echo at the Live API below the microphone's, per answer (dB):", " ".join(f"{x:.1f}" for x in less))
-    print("alignment checks:", d.assistant.aec.stats, "echo delay", d.assistant.aec.delay)
-    assert min(less[1:]) >= 15  # the first answer is where the canceller learns the room
+    print(detail)
+    assert min(less[1:]) >= 15, detail  # the first answer is where the canceller learns the room
     rec.stop()
     d.stop()

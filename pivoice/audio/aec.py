@@ -57,7 +57,8 @@ ESTIMATE_FIRST = RATE // 2  # samples of far-end audio before the first delay es
 ESTIMATE_EVERY = RATE  # ... and between the next ones
 ESTIMATE_WINDOW = int(1.5 * RATE)  # microphone audio an estimate looks at (at most)
 ACTIVE_RMS = 60.0  # reference below this (s16 scale) is silence: nothing to learn from
-EPOCH_JUMP = 0.02  # s: a period whose timing is this far off its epoch's starts a new epoch
+EPOCH_JUMP = 0.02  # s: timing this far off a stream's, confirmed, starts a new epoch ...
+GAP = 0.5  # ... at once when this far off (a new answer after a pause)
 EPOCH_SETTLE = 25  # periods whose estimates make an epoch's offset; then it is fixed
 
 TRACK_EVERY = RATE // 4  # samples of far-end audio between alignment checks against the filter
@@ -76,9 +77,9 @@ class _Clock:
     is the lower quartile of the first EPOCH_SETTLE estimates since the stream's timing last jumped
     (an estimate is late, never early, when its thread was held up between reading the device and the
     clock), or of those until `freeze()`: once the echo canceller has checked a stream against its
-    filter, the stream stays where the check put it. A jump counts once `confirm` estimates in a row
-    agree on it: the playback side's estimates are steady (`avail` and the clock read together), the
-    capture side's are late whenever its thread was (confirm 3)."""
+    filter, the stream stays where the check put it. Any estimate can be late: a jump counts once
+    `confirm` estimates in a row agree on it (a thread held up once is not a new stream), or at once
+    when it is longer than GAP."""
 
     def __init__(self, confirm: int = 1, provisional: int = 0):
         self.offset: float | None = None
@@ -97,7 +98,7 @@ class _Clock:
             if self._jump and abs(offset - self._jump[0]) > EPOCH_JUMP:
                 self._jump = []
             self._jump.append(offset)
-            if len(self._jump) < self._confirm:
+            if len(self._jump) < self._confirm and abs(offset - self.offset) < GAP:
                 return False
             self._seen, self._jump, self._frozen = self._jump, [], False
             self.offset = float(np.percentile(self._seen, 25))
@@ -126,7 +127,7 @@ class EchoCanceller:
         self._resampler = None
         # A stream's first periods fill the device (and an audio server's) buffer before it starts: their
         # timing says less than the later ones'.
-        self._play_clock = _Clock(provisional=4)
+        self._play_clock = _Clock(confirm=2, provisional=4)
         # The microphone's clock, the delay estimate, and the filters.
         self._mic_clock = _Clock(confirm=3)
         self._mic_end: int | None = None  # index after the last microphone sample processed
