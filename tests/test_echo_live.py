@@ -56,7 +56,7 @@ def test_each_answer_of_a_conversation_is_cancelled_from_its_start(mock_pins, so
                                 for i in range(start, end - 4000, 4000)))
     logging.getLogger("pivoice.audio").removeHandler(handler)
     epochs = [(e[0], round(e[1] % 1000, 4), e[2], round(e[3] * 16000, 2)) for e in d.assistant.aec._epochs]
-    detail = "\n".join(["per 0.25 s:", *windows, f"epochs {epochs}", *trace])
+    detail = "\n".join(["per 0.25 s:", *windows, f"epochs {epochs}", *trace, *d.assistant.aec.events])
     print("echo at the Live API below the microphone's, per answer (dB):", " ".join(f"{x:.1f}" for x in less))
     print(detail)
     assert min(less[1:]) >= 15, detail  # the first answer is where the canceller learns the room

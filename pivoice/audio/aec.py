@@ -136,6 +136,7 @@ class EchoCanceller:
         self._stream: int | None = None  # the newest playback stream (its first index) ...
         self._checked = False  # ... and whether its alignment was checked (adaptation waits until then)
         self._far_in_stream = 0
+        self.events: deque[str] = deque(maxlen=200)  # what it decided, newest last: for tests and bug reports
         self._held = 0  # far-end samples adaptation has waited for a check since one last passed
         self._restart_input(0)
         self._power = np.zeros(BLOCK + 1)
@@ -255,6 +256,7 @@ class EchoCanceller:
                 for e in self._epochs:
                     e[3] = 0.0 if jumped else e[3] + moved
         if jumped:  # the microphone's timing jumped (lost audio, reopened)
+            self._event(f"microphone clock jumped at {end}")
             self._checked, self._far_in_stream = not self._wf.any(), 0
         if self._mic_end != start:
             self._restart_input(start)
@@ -262,6 +264,7 @@ class EchoCanceller:
         with self._lock:
             stream = self._epochs[-1][0] if self._epochs else None
         if stream != self._stream:
+            self._event(f"new playback stream {stream} at microphone {end}")
             self._stream, self._checked, self._far_in_stream = stream, not self._wf.any(), 0
         x = self._reference(self._ref_time(start), n)
         if not x.any() and not self._X.any() and not self._xpend.any():
@@ -309,17 +312,22 @@ class EchoCanceller:
         yb = np.fft.irfft((self._wb * self._X).sum(axis=0))[BLOCK:]
         yf = np.fft.irfft((self._wf * self._X).sum(axis=0))[BLOCK:]
         eb, ef = d - yb, d - yf
+        # Kept up to date on every block, also while adaptation waits for a check: decisions taken on
+        # stale figures when it resumes once copied a background that one oversized step had wrecked.
         a = SMOOTH
+        self._eb = (1 - a) * self._eb + a * float(np.dot(eb, eb))
         self._ef = (1 - a) * self._ef + a * float(np.dot(ef, ef))
         self._ed = (1 - a) * self._ed + a * float(np.dot(d, d))
-        if float(np.dot(x, x)) > ACTIVE_RMS ** 2 * BLOCK and self._checked:
-            self._adapt(X, eb, ef, d)
+        if float(np.dot(x, x)) > ACTIVE_RMS ** 2 * BLOCK:
+            power = np.abs(X) ** 2
+            self._power = 0.7 * self._power + 0.3 * power if self._power.any() else power
+            if self._checked:
+                self._adapt(eb)
         # A foreground worse than nothing (just after the echo path moved): the microphone as it is.
         return d if self._ef > self._ed else ef
 
-    def _adapt(self, X: np.ndarray, eb: np.ndarray, ef: np.ndarray, d: np.ndarray) -> None:
+    def _adapt(self, eb: np.ndarray) -> None:
         self.stats["far"] += 1
-        self._power = 0.7 * self._power + 0.3 * (np.abs(X) ** 2)
         regular = 2 * BLOCK * ACTIVE_RMS ** 2
         E = np.fft.rfft(np.concatenate([np.zeros(BLOCK, np.float32), eb]))
         G = MU * E / (PARTS * self._power + regular)
@@ -328,7 +336,6 @@ class EchoCanceller:
         w[:, BLOCK:] = 0  # keep it a linear (not circular) convolution
         self._wb = np.fft.rfft(w, axis=1)
         # Two paths: the foreground follows the background only while the background does better.
-        self._eb = (1 - SMOOTH) * self._eb + SMOOTH * float(np.dot(eb, eb))
         if not np.isfinite(self._eb) or not np.isfinite(self._wb).all():
             self._wb, self._eb = self._wf.copy(), self._ef  # never let a NaN stay
             self.stats["reset"] += 1
@@ -368,6 +375,9 @@ class EchoCanceller:
             if not self._checked:
                 self._held += x.size
 
+    def _event(self, what: str) -> None:
+        self.events.append(f"{what} [checked {self._checked}, held {self._held}, ef/ed {self._ef / max(self._ed, 1e-9):.2f}]")
+
     def _learn_delay(self) -> None:
         if self._far_since_estimate < (ESTIMATE_FIRST if self.delay is None else ESTIMATE_EVERY):
             return
@@ -401,6 +411,7 @@ class EchoCanceller:
         if not self._checked:
             if self._held >= TRACK_GIVE_UP:
                 self._checked = True  # could not tell: let the filter learn the stream as it is
+                self._event("gave up checking: adapting")
                 return
             if self._far_in_stream < TRACK_FIRST or self._far_since_track < TRACK_FIRST // 2:
                 return
@@ -432,6 +443,8 @@ class EchoCanceller:
         power = np.concatenate([[0.0], np.cumsum(y * y)])
         err = float(np.dot(d, d)) - 2 * cross + (power[n : n + 2 * S + 1] - power[: 2 * S + 1])
         k = int(np.argmin(err))
+        self._event(f"check at {c0 + n}: best {k - S:+d} ({10 * np.log10(np.dot(d, d) / max(err[k], 1e-9)):.1f} dB; "
+                    f"in place {10 * np.log10(np.dot(d, d) / max(err[S], 1e-9)):.1f} dB)")
         if float(np.dot(d, d)) < 4 * err[k] or (abs(k - S) > 2 and err[S] < 1.12 * err[k]):
             if not self._checked and self._held >= TRACK_GIVE_UP:
                 self._checked = True
@@ -449,6 +462,7 @@ class EchoCanceller:
             if self._epochs[-1][0] == first:
                 self._epochs[-1][3] -= shift / RATE
         self.stats["aligned"] += 1
+        self._event(f"moved by {shift:.2f} samples")
         log.debug("echo reference moved by %.2f samples", shift)
 
     def estimate_delay(self, start: int, mic: np.ndarray) -> int | None:
