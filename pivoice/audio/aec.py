@@ -319,6 +319,7 @@ class EchoCanceller:
         self._ef = (1 - a) * self._ef + a * float(np.dot(ef, ef))
         self._ed = (1 - a) * self._ed + a * float(np.dot(d, d))
         if float(np.dot(x, x)) > ACTIVE_RMS ** 2 * BLOCK:
+            self.stats["far"] += 1
             power = np.abs(X) ** 2
             self._power = 0.7 * self._power + 0.3 * power if self._power.any() else power
             if self._checked:
@@ -327,7 +328,6 @@ class EchoCanceller:
         return d if self._ef > self._ed else ef
 
     def _adapt(self, eb: np.ndarray) -> None:
-        self.stats["far"] += 1
         regular = 2 * BLOCK * ACTIVE_RMS ** 2
         E = np.fft.rfft(np.concatenate([np.zeros(BLOCK, np.float32), eb]))
         G = MU * E / (PARTS * self._power + regular)
