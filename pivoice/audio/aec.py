@@ -11,8 +11,8 @@ Four parts:
 - **What was heard when.** The playback thread hands over every period it writes with the moment its last
   sample will be heard (`played`). Within a run of contiguous writes (an *epoch*: one stream between
   drops, underruns and reopenings) the played samples are evenly spaced in time, so one offset per epoch,
-  the median of its periods' estimates, maps a reference sample to a moment: jitter of a few ms in each
-  estimate does not smear the reference. The capture side does the same for microphone samples.
+  made from its periods' estimates (`_Clock`), maps a reference sample to a moment: jitter of a few ms in
+  each estimate does not smear the reference. The capture side does the same for microphone samples.
 - **The delay the clocks do not show.** Audio servers, USB and codecs add latency that no API reports.
   GCC-PHAT (cross-correlation with phase weighting) between the microphone and the reference finds it,
   from 60 ms early to 250 ms late, and the reference is aligned so the direct path lands a few ms into
@@ -64,12 +64,27 @@ EPOCH_SETTLE = 25  # periods whose estimates make an epoch's offset; then it is 
 TRACK_EVERY = RATE // 4  # samples of far-end audio between alignment checks against the filter
 TRACK_FIRST = int(0.2 * RATE)  # ... before the first check of a new playback stream, then every half that
 # until a check finds it in place (adaptation waits for that)
-TRACK_GIVE_UP = RATE  # far-end samples in a new stream after which adaptation goes on unchecked
+TRACK_GIVE_UP = RATE  # far-end samples adaptation waits for a check before it goes on unchecked
 TRACK_WINDOW = RATE // 2  # microphone audio an alignment check looks at
 TRACK_RANGE = int(EPOCH_JUMP * RATE)  # samples either way an alignment check tries (a larger jump is a new epoch)
 
 MU = 0.5
 SMOOTH = 0.3  # weight of the newest block in the error energies that decide between the paths
+
+
+def _fft_size(n: int) -> int:
+    return 1 << int(np.ceil(np.log2(n)))
+
+
+def _convolve(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The full linear convolution of x and w, by FFT."""
+    size = _fft_size(x.size + w.size)
+    return np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(w, size), size)
+
+
+def _taps(W: np.ndarray) -> np.ndarray:
+    """A partitioned filter's spectra (PARTS x BLOCK + 1) as its TAPS time-domain taps."""
+    return np.fft.irfft(W, axis=1)[:, :BLOCK].reshape(-1)
 
 
 class _Clock:
@@ -247,7 +262,7 @@ class EchoCanceller:
         start = end - n
         before = self._mic_clock.offset
         jumped = self._mic_clock.add(at - end / RATE)
-        if before is not None and self._wf.any():
+        if before is not None and (jumped or self._mic_clock.offset != before) and self._wf.any():
             # Once the filter has learned, a change of the clock's estimate must not move the reference:
             # a jump re-anchors the clock (what the corrections made up for is gone: the checks find the
             # rest); the estimate settling after it is folded into the corrections.
@@ -296,10 +311,7 @@ class EchoCanceller:
             if self._ef > self._ed:
                 outs.append(self._dpend[k:])
             else:
-                w = np.fft.irfft(self._wf, axis=1)[:, :BLOCK].reshape(-1)
-                seg = np.concatenate([self._xhist, self._xpend])
-                size = 1 << int(np.ceil(np.log2(seg.size + TAPS)))
-                y = np.fft.irfft(np.fft.rfft(seg, size) * np.fft.rfft(w, size), size)
+                y = _convolve(np.concatenate([self._xhist, self._xpend]), _taps(self._wf))
                 outs.append(self._dpend[k:] - y[TAPS + k : TAPS + self._dpend.size])
             self._emitted = self._dpend.size
         return np.concatenate(outs) if outs else np.zeros(0, np.float32)
@@ -433,12 +445,10 @@ class EchoCanceller:
         if not (offset + correction + first / RATE <= t0 and t1 <= offset + correction + end / RATE):
             return  # the window is not all in the newest stream
         x = self._reference(self._ref_time(c0 - (TAPS - 1) - S), n + TAPS - 1 + 2 * S)
-        w = np.fft.irfft(self._wf, axis=1)[:, :BLOCK].reshape(-1)
-        size = 1 << int(np.ceil(np.log2(x.size + TAPS)))
-        y = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(w, size), size)[TAPS - 1 : TAPS - 1 + n + 2 * S]
+        y = _convolve(x, _taps(self._wf))[TAPS - 1 : TAPS - 1 + n + 2 * S]
         d = self._hist_mic[-n:].astype(np.float64)
         # err[k] = |d - y[k : k + n]|^2 for every shift k - S, by correlation and running sums
-        size = 1 << int(np.ceil(np.log2(y.size + n)))
+        size = _fft_size(y.size + n)
         cross = np.fft.irfft(np.fft.rfft(y, size) * np.conj(np.fft.rfft(d, size)), size)[: 2 * S + 1]
         power = np.concatenate([[0.0], np.cumsum(y * y)])
         err = float(np.dot(d, d)) - 2 * cross + (power[n : n + 2 * S + 1] - power[: 2 * S + 1])
@@ -446,8 +456,6 @@ class EchoCanceller:
         self._event(f"check at {c0 + n}: best {k - S:+d} ({10 * np.log10(np.dot(d, d) / max(err[k], 1e-9)):.1f} dB; "
                     f"in place {10 * np.log10(np.dot(d, d) / max(err[S], 1e-9)):.1f} dB)")
         if float(np.dot(d, d)) < 4 * err[k] or (abs(k - S) > 2 and err[S] < 1.12 * err[k]):
-            if not self._checked and self._held >= TRACK_GIVE_UP:
-                self._checked = True
             return  # the filter is not good enough to tell, or no clearly better place far away
         shift = float(k - S)
         if 0 < k < 2 * S:  # between samples: the vertex of the parabola through the three around it
@@ -469,7 +477,7 @@ class EchoCanceller:
         """GCC-PHAT between microphone samples [start, start + len(mic)) and the reference; the lag in
         samples (echo later than the clocks say: positive), or None without a clear peak."""
         ref = self._reference(self._mic_clock.offset + (start - LATEST) / RATE, mic.size + LATEST + EARLIEST)
-        size = 1 << int(np.ceil(np.log2(ref.size + mic.size)))
+        size = _fft_size(ref.size + mic.size)
         R = np.fft.rfft(ref, size)
         cross = R * np.conj(np.fft.rfft(mic, size))
         weight = np.abs(R) ** 2
@@ -486,8 +494,7 @@ class EchoCanceller:
     def _shift(self, by: int) -> None:
         """The echo path moved `by` samples later: move both filters' taps with it."""
         for name in ("_wb", "_wf"):
-            w = np.fft.irfft(getattr(self, name), axis=1)[:, :BLOCK].reshape(-1)
-            w = np.roll(w, -by)
+            w = np.roll(_taps(getattr(self, name)), -by)
             if by > 0:
                 w[-by:] = 0
             elif by < 0:

@@ -12,7 +12,7 @@ is ahead of playback because the Live API sends audio faster than real time.
 
 This is one of two layers. The other, pivoice/audio/aec.py, cancels the answer's echo before the
 detector hears it, which is what lets a person's wake word through over a spoken answer. The canceller
-needs a second or two of an answer to find the echo path the first time, and what it leaves of a loud
+needs the first few seconds of the first answer to learn the room, and what it leaves of a loud
 echo can still fire the model; this guard covers both.
 """
 
