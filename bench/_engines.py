@@ -107,6 +107,27 @@ def run_litert(words, pcm: np.ndarray, models: Path) -> dict:
 
 
 # -- pivoice's capture-to-detector path ------------------------------------------------------------
+async def _consume(cap, preroll, total) -> tuple[int, float, float]:
+    """Start `cap` and take its (frame, detection) hand-overs as Assistant._route_audio does while idle
+    (`taken()`, the pre-roll ring, the detection counted) until sample `total`; returns (detections,
+    CPU s of all threads, wall s)."""
+    import asyncio
+
+    hits, last = 0, -REFRACTORY * CHUNK
+    t0, w0 = time.process_time(), time.monotonic()
+    cap.start(asyncio.get_running_loop())
+    while True:
+        item, hit = await cap.queue.get()
+        cap.taken()
+        preroll.append(item)
+        if hit is not None and hit.end - last >= REFRACTORY * CHUNK:
+            hits += 1
+            last = hit.end
+        if item.end >= total:
+            break
+    return hits, time.process_time() - t0, time.monotonic() - w0
+
+
 def run_pivoice(words, pcm: np.ndarray | None, models: Path, device: str = "bench_mic") -> dict:
     """pivoice.audio.capture.Capture on an ALSA file-plugin PCM (HOME holds the .asoundrc), scoring each
     frame in its thread with pivoice.wake.detector.WakeDetector.score, consumed by an asyncio loop as
@@ -129,19 +150,8 @@ def run_pivoice(words, pcm: np.ndarray | None, models: Path, device: str = "benc
         preroll = PreRoll(PREROLL_RING_SECONDS)
         if pcm is None:
             print("READY", flush=True)
-        hits, last = 0, -REFRACTORY * CHUNK
-        t0, w0 = time.process_time(), time.monotonic()
-        cap.start(asyncio.get_running_loop())
-        while True:
-            item, hit = await cap.queue.get()
-            cap.taken()
-            preroll.append(item)
-            if hit is not None and hit.end - last >= REFRACTORY * CHUNK:
-                hits += 1
-                last = hit.end
-            if item.end >= total:
-                break
-        r = result(words, total, time.process_time() - t0, time.monotonic() - w0, None)  # threads: running
+        hits, cpu, wall = await _consume(cap, preroll, total)
+        r = result(words, total, cpu, wall, None)  # threads: running
         r["hits"] = {"any": hits}
         cap.close()
         det.close()
@@ -230,19 +240,8 @@ def run_pivoice_quiet(words, pcm: np.ndarray, models: Path, device: str = "bench
         cap.open()
         await det.load()
         cap.scoring = True
-        hits, last = 0, -REFRACTORY * CHUNK
-        t0, w0 = time.process_time(), time.monotonic()
-        cap.start(asyncio.get_running_loop())
-        while True:
-            item, hit = await cap.queue.get()
-            cap.taken()
-            preroll.append(item)
-            if hit is not None and hit.end - last >= REFRACTORY * CHUNK:
-                hits += 1
-                last = hit.end
-            if item.end >= pcm.size:
-                break
-        r = result(words, pcm.size, time.process_time() - t0, time.monotonic() - w0, None)
+        hits, cpu, wall = await _consume(cap, preroll, pcm.size)
+        r = result(words, pcm.size, cpu, wall, None)
         r["hits"] = {"any": hits}
         cap.close()
         det.close()
