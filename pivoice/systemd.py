@@ -31,8 +31,11 @@ class Notifier:
         if self.enabled and usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
             self.watchdog_interval = int(usec) / 1e6 / 2  # ping at half the timeout, as sd_watchdog_enabled(3) advises
         self._warned = False
+        self.stopping = False  # STOPPING=1 was sent: no more watchdog pings after it
 
     def send(self, *lines: str) -> None:
+        if "STOPPING=1" in lines:
+            self.stopping = True
         if not self.enabled:
             return
         from systemd import daemon
@@ -48,7 +51,7 @@ class Notifier:
         """Ping from the event loop: a blocked loop stops the pings, and systemd restarts pivoice."""
         if self.watchdog_interval is None:
             return
-        while True:
+        while not self.stopping:  # both run on the event loop: no ping can follow STOPPING=1
             self.send("WATCHDOG=1")
             await asyncio.sleep(self.watchdog_interval)
 
