@@ -46,11 +46,30 @@ def _read_key_file(path: Path, what: str) -> str:
         ) from None
     except (IsADirectoryError, UnicodeDecodeError):
         raise ConfigError(f"{what} {path} is not a text file holding the key.") from None
-    key = text.strip()
+    return clean_key(text, f"{what} {path}")
+
+
+# Characters editors and copy-paste leave around a key: a byte-order mark, zero-width spaces and joiners.
+_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060"))
+
+
+def clean_key(text: str, where: str) -> str:
+    """The key in `text`, without what cannot be part of one (surrounding white space, a byte-order mark,
+    zero-width characters); a ConfigError naming `where` when what is left cannot be a key.
+
+    Keys are sent in an HTTP header, which takes visible ASCII only: anything else would fail every
+    conversation with an error about a header, long after `pivoice check` said the key was there."""
+    key = text.translate(_INVISIBLE).strip()
     if not key:
-        raise ConfigError(f"{what} {path} is empty. {HOW_TO}")
+        raise ConfigError(f"{where} is empty. {HOW_TO}")
     if any(c.isspace() for c in key):
-        raise ConfigError(f"{what} {path} holds more than one word; it must hold only the key.")
+        raise ConfigError(f"{where} holds more than one word; it must hold only the key.")
+    for i, c in enumerate(key):
+        if not "!" <= c <= "~":
+            raise ConfigError(
+                f"{where} holds a character that cannot be part of an API key (U+{ord(c):04X} at position "
+                f"{i + 1}); a key is letters, digits, '-' and '_'. Copy it again from where you got it."
+            )
     return key
 
 
@@ -64,6 +83,6 @@ def find_api_key(api_key_file: str, environ: dict[str, str] | None = None) -> Ap
         path = Path(cred_dir) / CREDENTIAL_NAME
         return ApiKey(_read_key_file(path, "systemd credential"), f"systemd credential {CREDENTIAL_NAME}")
     for var in ("GOOGLE_API_KEY", "GEMINI_API_KEY"):
-        if env.get(var, "").strip():
-            return ApiKey(env[var].strip(), f"environment variable {var}")
+        if env.get(var, "").translate(_INVISIBLE).strip():
+            return ApiKey(clean_key(env[var], f"the environment variable {var}"), f"environment variable {var}")
     raise ConfigError(f"no Gemini API key found. {HOW_TO}")
