@@ -24,10 +24,12 @@ import numpy as np
 
 from .audio.aec import EchoCanceller
 from .audio.capture import RATE as CAPTURE_RATE
+from .audio.capture import RETRY_MAX as CAPTURE_RETRY_MAX
 from .audio.capture import Capture
 from .audio.playback import Playback
 from .audio.ring import Frame, PreRoll
 from .config import Settings
+from .errors import DeviceError
 from .live.session import (ACTIVITY_END, ACTIVITY_START, Connected, Handle, Heard, Interrupted, LiveEvent,
                            LiveSession, ModelAudio, Said, SessionError, TurnComplete)
 from .logs import fields
@@ -356,12 +358,21 @@ class Assistant:
         """Open the devices, listen until SIGINT/SIGTERM. Device and config errors raise UserError."""
         loop = self._loop = asyncio.get_running_loop()
         try:
-            self.capture.open()
-            self.playback.open()
+            # A device that is named right but absent or busy (a USB microphone not plugged in, a HAT whose
+            # driver starts late, a sound server holding the card) is waited for, not given up on: its
+            # thread keeps trying to open it. Only a name that can never work stops pivoice (78).
+            mic_trouble = self._try_open(self.capture)
+            speaker_trouble = self._try_open(self.playback)
             await self.detector.load()
             self.playback.start()
-            self.capture.start(loop)
+            self.capture.start(loop, lost=mic_trouble is not None)
             self.dispatch(Event.READY, words=self.wake_words)
+            if speaker_trouble is not None:
+                log.error("%s Answers are not heard until it is there; pivoice keeps trying to open it.",
+                          speaker_trouble, extra=fields(event="speaker_failed", state=self.state.value))
+            if mic_trouble is not None:
+                self.dispatch(Event.MIC_LOST, reason=f"{mic_trouble} pivoice keeps trying to open it (every "
+                                                     f"{CAPTURE_RETRY_MAX:g} s at most) and listens once it is there.")
             router = asyncio.create_task(self._supervise(self._route_audio, "the audio router"), name="audio-router")
             stopped = asyncio.create_task(self._stopped.wait())
             await asyncio.wait({router, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -378,6 +389,15 @@ class Assistant:
             self.detector.close()
             if self.echo is not None:
                 self.echo.close()
+
+    @staticmethod
+    def _try_open(device: Capture | Playback) -> str | None:
+        """Open `device`; what is wrong with it when it is there by name but cannot be used now."""
+        try:
+            device.open()
+        except DeviceError as e:
+            return e.message
+        return None
 
     # -- entry points for other threads (GPIO callbacks) and signal handlers ------------------------
     def _from_thread(self, fn, *args) -> None:

@@ -40,9 +40,10 @@ def _install_error_handler() -> None:
 
     def handler(file, line, function, err, fmt):  # runs in whichever thread called alsa-lib
         text = (fmt or b"").decode(errors="replace")
-        _lib_messages.last = text
-        log.debug("alsa-lib %s:%d (%s): %s", (file or b"").decode(errors="replace"), line,
-                  (function or b"").decode(errors="replace"), text)
+        where = (function or b"").decode(errors="replace")
+        seen = getattr(_lib_messages, "seen", [])
+        _lib_messages.seen = [*seen[-19:], f"{where}: {text}"]  # the format, not its arguments
+        log.debug("alsa-lib %s:%d (%s): %s", (file or b"").decode(errors="replace"), line, where, text)
 
     _handler_ref = proto(handler)
     lib.snd_lib_error_set_handler(_handler_ref)
@@ -61,7 +62,7 @@ class PcmParams:
 
 def open_pcm(kind: str, device: str, params: PcmParams, key: str, nonblock: bool = False) -> alsaaudio.PCM:
     """Open a PCM for `kind` ("capture" or "playback") as s16le; errors name the config `key`."""
-    _lib_messages.last = ""
+    _lib_messages.seen = []
     pcm_type = alsaaudio.PCM_CAPTURE if kind == "capture" else alsaaudio.PCM_PLAYBACK
     try:
         return alsaaudio.PCM(
@@ -75,13 +76,28 @@ def open_pcm(kind: str, device: str, params: PcmParams, key: str, nonblock: bool
             periods=params.periods,
         )
     except alsaaudio.ALSAAudioError as e:
-        raise _explain(kind, device, key, str(e), getattr(_lib_messages, "last", "")) from None
+        raise _explain(kind, device, key, str(e), " | ".join(getattr(_lib_messages, "seen", []))) from None
 
 
-def _explain(kind: str, device: str, key: str, error: str, lib_message: str) -> Exception:
+def _explain(kind: str, device: str, key: str, error: str, lib_messages: str) -> Exception:
+    """A ConfigError when the name can never work (restarting will not help), a DeviceError when the device
+    it names is not there or not usable now (pivoice waits for it)."""
     lister = "arecord -L" if kind == "capture" else "aplay -L"
     reason = error.rsplit(" [", 1)[0]
-    if "Unknown PCM" in lib_message:
+    if "cannot find card" in lib_messages or reason == "No such device":
+        # A name such as 'default' or 'plughw:CARD=x' whose card is absent (unplugged, or its driver not
+        # loaded yet at boot): alsa-lib also says "Unknown PCM", but the name is fine.
+        return DeviceError(
+            f"{key}: the sound card that the ALSA {kind} device '{device}' needs is not there (not "
+            f"connected, or its driver has not started yet). `{lister}` lists what is there."
+        )
+    if "Connection refused" in error or "pulse_connect" in lib_messages:
+        return DeviceError(
+            f"{key}: the ALSA {kind} device '{device}' goes to a PulseAudio/PipeWire sound server that "
+            f"is not running or that pivoice cannot reach (as a system service it cannot reach a desktop "
+            f"user's server). Name the sound card instead, e.g. plughw:CARD=<name> from `{lister}`."
+        )
+    if "Unknown PCM" in lib_messages:
         return ConfigError(
             f"{key}: there is no ALSA {kind} device named '{device}'. `{lister}` lists the devices "
             f"this machine has; set {key} to one of them."

@@ -70,8 +70,10 @@ class Capture:
         log.info("capture open: %s, period %d frames, buffer %d frames",
                  self.device, info["period_size"], info["buffer_size"])
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._thread = threading.Thread(target=self._run, args=(loop,), name="capture", daemon=True)
+    def start(self, loop: asyncio.AbstractEventLoop, lost: bool = False) -> None:
+        """Read in a thread from now on. `lost`: the device could not be opened yet (absent or busy at
+        start); the thread keeps trying and calls `on_back` once it delivers audio."""
+        self._thread = threading.Thread(target=self._run, args=(loop, lost), name="capture", daemon=True)
         self._thread.start()
 
     def _put(self, loop: asyncio.AbstractEventLoop, item: tuple[Frame, object]) -> bool:
@@ -89,9 +91,8 @@ class Capture:
         """The consumer took an item off `queue` (frees its slot)."""
         self._slots.release()
 
-    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _run(self, loop: asyncio.AbstractEventLoop, lost: bool) -> None:
         index = 0
-        lost = False
         wait = RETRY_FIRST
         last_audio = time.monotonic()
         while not self._stop.is_set():

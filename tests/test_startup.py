@@ -1,0 +1,70 @@
+"""Devices that are not there yet when pivoice starts: a USB microphone plugged in later, a HAT whose driver
+loads late at boot, a sound server that starts after the service. pivoice starts anyway, says what is
+missing (log, STATUS=, the ERROR state), waits for it, and listens once it is there. Only a device name
+that can never work is a configuration error (exit 78, which systemd does not restart)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import SoundCard, read_wav, silence
+
+CONFIG = """
+[audio]
+input_device = "{mic}"
+output_device = "{speaker}"
+[log]
+level = "debug"
+"""
+
+
+@pytest.mark.parametrize("mic,reason", [
+    ("hw:7", r"audio.input_device: cannot open the ALSA capture device 'hw:7'"),
+    ("plughw:CARD=seeed2micvoicec,DEV=0", r"audio.input_device: the sound card that the ALSA capture device "
+                                          r"'plughw:CARD=seeed2micvoicec,DEV=0' needs is not there"),
+    ("sysdefault:CARD=usbmic", r"audio.input_device: the sound card that the ALSA capture device 'sysdefault:CARD=usbmic' needs is "
+                               r"not there"),
+])
+def test_an_absent_microphone_is_waited_for_not_given_up_on(mic, reason, run_daemon, notify_socket):
+    d = run_daemon(CONFIG.format(mic=mic, speaker="spk_file"),
+                   extra_env={"NOTIFY_SOCKET": str(notify_socket.path)})
+    d.wait_for(r"ERROR pivoice.assistant: " + reason + r".*pivoice keeps trying to open it", timeout=15)
+    time.sleep(3)  # a few attempts to open it
+    assert d.proc.poll() is None, f"pivoice exited ({d.proc.returncode}):\n{d.output}"
+    assert notify_socket.lines("READY=1") == ["READY=1"]
+    assert notify_socket.lines("STATUS=")[-1] == "STATUS=Error: the microphone is unavailable — see journalctl -u pivoice"
+    assert d.count("ERROR") == 1, d.output  # one line, not one per attempt
+    assert d.stop()[0] == 0
+    assert "Traceback" not in d.output
+
+
+def test_an_absent_speaker_does_not_stop_listening(run_daemon, tmp_path):
+    (tmp_path / "mic.raw").write_bytes(silence(2.0))
+    d = run_daemon(CONFIG.format(mic="mic_file", speaker="plughw:CARD=usbspeaker"))
+    d.wait_for(r"ERROR pivoice.assistant: audio.output_device: the sound card that the ALSA playback device "
+               r"'plughw:CARD=usbspeaker' needs is not there.*Answers are not heard until it is there", timeout=15)
+    d.wait_for("ready: listening")
+    assert d.proc.poll() is None
+    assert d.stop()[0] == 0
+
+
+def test_a_microphone_that_appears_later_is_listened_to(home, standin, run_daemon, notify_socket):
+    """The sound server (and so the microphone) comes up after pivoice: it starts, waits, then a wake word
+    said once the microphone is there opens a conversation."""
+    d = run_daemon(CONFIG.format(mic="pv_mic", speaker="spk_file"),
+                   extra_env={**standin.env(), "NOTIFY_SOCKET": str(notify_socket.path)})
+    d.wait_for(r"ERROR pivoice.assistant: audio.input_device: the ALSA capture device 'pv_mic' goes to a "
+               r"PulseAudio/PipeWire sound server that is not running", timeout=15)
+    assert notify_socket.lines("READY=1") == ["READY=1"]
+    time.sleep(2)
+    card = SoundCard(home).start()
+    try:
+        d.wait_for("the microphone is back: listening for the wake word", timeout=20)
+        assert notify_socket.lines("STATUS=")[-1] == "STATUS=Listening for 'hey jarvis'"
+        card.say(silence(0.3) + read_wav("hey_jarvis.wav") + silence(0.5))
+        standin.wait_for(lambda: len(standin.sessions) == 1, 15, "a session once the microphone is there")
+        assert d.stop()[0] == 0
+    finally:
+        card.stop()
+    assert "Traceback" not in d.output
