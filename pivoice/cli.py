@@ -1,8 +1,8 @@
 """`pivoice run` (the daemon, in the foreground) and `pivoice check` (validate the setup, then exit).
 
 Exit codes (sysexits.h): 0 stopped by SIGINT/SIGTERM or check passed; 78 configuration error (config
-file, key, wake model, unknown device name): restarting will not help; 69 a configured device exists
-but cannot be used now; 70 an internal error (a bug: please report it with the log).
+file, key, wake model, unknown device name): restarting will not help; 70 an internal error (a bug:
+please report it with the log). A device that is absent or busy is waited for, not an exit.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from .audio.aec import EchoCanceller
 from .audio.capture import Capture
 from .audio.playback import Playback
 from .config import Settings
-from .credentials import ApiKey, find_api_key
+from .credentials import CREDENTIAL_NAME, ApiKey, find_api_key
 from .errors import UserError
 from .gpio import Gpio
 from .live.session import make_client
@@ -31,15 +31,28 @@ class Daemon:
     assistant: Assistant
     gpio: Gpio
     notifier: Notifier
+    key: ApiKey
 
     def reload(self) -> None:
-        """SIGHUP / `systemctl reload pivoice`: read the API key again (used from the next conversation)."""
+        """SIGHUP / `systemctl reload pivoice`: read the API key again (used from the next conversation).
+
+        A systemd credential (LoadCredential=, how the service gets its key) is copied when the service
+        starts and cannot change while it runs (systemd 252/257), so there a new key needs a restart:
+        the log says so instead of pretending the new key was read."""
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             key = find_api_key(self.settings.live.api_key_file)
             logs.register_secret(key.value)
-            self.assistant.client = make_client(key, self.settings.live)
-            log.info("reloaded: API key from %s", key.source, extra=logs.fields(event="reload"))
+            if key.value == self.key.value and key.source.startswith("systemd credential"):
+                log.warning("reloaded, but the API key is the one the service started with: systemd hands the "
+                            "credential %s over only at start. After changing /etc/pivoice/api-key run: "
+                            "sudo systemctl restart pivoice", CREDENTIAL_NAME, extra=logs.fields(event="reload"))
+            elif key.value == self.key.value:
+                log.info("reloaded: the API key from %s is unchanged", key.source, extra=logs.fields(event="reload"))
+            else:
+                self.key = key
+                self.assistant.client = make_client(key, self.settings.live)
+                log.info("reloaded: API key from %s", key.source, extra=logs.fields(event="reload"))
             self.assistant.reloaded()
         except UserError as e:
             log.error("reload failed, keeping the previous API key: %s", e.message, extra=logs.fields(event="reload"))
@@ -82,4 +95,4 @@ def build(settings: Settings, key: ApiKey) -> Daemon:
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
     assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
     assistant.listeners.append(gpio.on_transition)
-    return Daemon(settings, assistant, gpio, notifier)
+    return Daemon(settings, assistant, gpio, notifier, key)

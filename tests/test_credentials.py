@@ -5,6 +5,7 @@ cannot be a key is refused by `check` already, with a line naming where it came 
 from __future__ import annotations
 
 import re
+import signal
 
 import pytest
 from conftest import TEST_KEY, read_wav, silence
@@ -67,3 +68,20 @@ def test_a_key_file_with_a_bom_gets_conversations(soundcard, standin, run_daemon
     assert standin.sessions[0].headers["x-goog-api-key"] == TEST_KEY
     assert d.stop()[0] == 0
     assert "InvalidHeader" not in d.output
+
+
+def test_reload_says_a_new_credential_needs_a_restart(run_daemon, notify_socket, tmp_path):
+    """systemd copies a LoadCredential= key when the service starts and never again (252, 257): a reload
+    cannot bring a new one, so it must not claim to have; it says what works."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "gemini-api-key").write_text(TEST_KEY + "\n")
+    (tmp_path / "mic.raw").write_bytes(silence(2.0))
+    d = run_daemon(CONFIG.format(mic="mic_file"), key=None,
+                   extra_env={"CREDENTIALS_DIRECTORY": str(creds), "NOTIFY_SOCKET": str(notify_socket.path)})
+    d.wait_for("ready: listening")
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for(r"WARNING pivoice: reloaded, but the API key is the one the service started with.*"
+               r"run: sudo systemctl restart pivoice")
+    assert d.count("reloaded: API key from") == 0
+    assert d.stop()[0] == 0
