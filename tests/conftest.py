@@ -29,6 +29,15 @@ ROOT = Path(__file__).parent.parent
 TEST_KEY = "AIzaTEST-distinctive-key-9f3b2c7d1e"  # never a real key; searched for in every log
 
 
+def die_with_parent() -> None:
+    """preexec_fn for every process a test starts: the kernel kills it when the test process dies, however
+    it dies (a crash, SIGKILL, a CI time-out), so no sound server or daemon outlives a test run."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def read_wav(name: str) -> bytes:
     with wave.open(str(CLIPS / name)) as w:
         assert w.getsampwidth() == 2 and w.getnchannels() == 1
@@ -72,17 +81,21 @@ class SoundCard:
 
     def start(self) -> SoundCard:
         env = {**os.environ, "XDG_RUNTIME_DIR": str(self.runtime), "HOME": str(self.runtime)}
-        subprocess.run(
-            ["pulseaudio", "-n", "--daemonize=yes", "--exit-idle-time=-1", "--disallow-exit",
+        # Not daemonized: a child of this process that dies with it, even when the interpreter crashes.
+        self._daemon = subprocess.Popen(
+            ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit",
              "--log-target=file:" + str(self.runtime / "pulse.log"),
              "--load=module-native-protocol-unix",
              f"--load=module-pipe-source source_name=mic_feed file={self.fifo} format=s16le rate=16000 channels=1",
              "--load=module-null-sink sink_name=speaker rate=24000 channels=1"],
-            env=env, check=True, timeout=20,
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
-        deadline = time.monotonic() + 10
-        while not (self.runtime / "pulse" / "pid").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        deadline = time.monotonic() + 20
+        while not (self.runtime / "pulse" / "native").exists():
+            if self._daemon.poll() is not None or time.monotonic() > deadline:
+                log = self.runtime / "pulse.log"
+                raise RuntimeError(f"pulseaudio did not start: {log.read_text() if log.exists() else ''}")
+            time.sleep(0.02)
         self._fifo = open(self.fifo, "wb", buffering=0)
         self._feeder = threading.Thread(target=self._feed, daemon=True)
         self._feeder.start()
@@ -163,6 +176,7 @@ class SoundCard:
             ["parec", "--device=speaker.monitor", "--rate=24000", "--channels=1", "--format=s16le",
              "--latency-msec=10", "--raw"],
             stdout=subprocess.PIPE, env={**os.environ, "XDG_RUNTIME_DIR": str(self.runtime)},
+            preexec_fn=die_with_parent,
         )
 
     def stop(self) -> None:
@@ -173,12 +187,12 @@ class SoundCard:
             self._fifo.close()
         except OSError:
             pass
-        pid_file = self.runtime / "pulse" / "pid"
-        if pid_file.exists():
-            try:
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
+        self._daemon.terminate()
+        try:
+            self._daemon.wait(5)
+        except subprocess.TimeoutExpired:
+            self._daemon.kill()
+            self._daemon.wait()
 
 
 @pytest.fixture
@@ -220,7 +234,8 @@ class Daemon:
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path, wrap: list[str] | None = None):
         self.proc = subprocess.Popen([*(wrap or []), sys.executable, "-m", "pivoice", *args], env=env, cwd=cwd,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     preexec_fn=die_with_parent)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

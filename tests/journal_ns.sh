@@ -18,7 +18,7 @@ if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
 jpid=""
 case "$mode" in
   journald)
-    /lib/systemd/systemd-journald &
+    setpriv --pdeathsig KILL /lib/systemd/systemd-journald &
     jpid=$!
     for _ in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
     [ -S /run/systemd/journal/socket ] || { echo "journal_ns: journald did not start" >&2; exit 1; }
@@ -30,7 +30,8 @@ case "$mode" in
   *) echo "journal_ns: unknown mode $mode" >&2; exit 64 ;;
 esac
 
-"$@" &
+# Both die with this script however it ends (it dies with the test process in turn).
+setpriv --pdeathsig KILL "$@" &
 echo $! > "$out/pid"
 rc=0
 wait $! || rc=$?
