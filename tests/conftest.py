@@ -1,7 +1,7 @@
 """Test harness: real components on a machine without a sound card, GPIO or Gemini endpoint.
 
 - ALSA: a private $HOME with an .asoundrc defining the test PCMs (file plugin: unpaced; pulse plugin to a
-  PulseAudio daemon started here: paced in real time). See ../shared/TESTING.md.
+  PulseAudio daemon started here: paced in real time). See docs/testing.md.
 - The Live API: tests/standin.py, a TLS WebSocket server, reached by the real google-genai client.
 - pivoice itself runs as a subprocess (`python -m pivoice run`), as systemd would run it.
 """

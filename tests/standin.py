@@ -1,5 +1,5 @@
 """A local stand-in for the Gemini Live API: a TLS WebSocket server speaking the messages in
-../shared/LIVE-PROTOCOL.md, for the real google-genai client to talk to.
+docs/live-api.md, for the real google-genai client to talk to.
 
 It runs its own event loop in a thread. Tests script it through `Behaviour` and the methods below, and
 read what it received from `sessions`. Pure test code; nothing here is imported by pivoice.
