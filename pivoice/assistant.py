@@ -30,8 +30,8 @@ from .audio.playback import Playback
 from .audio.ring import Frame, PreRoll
 from .config import Settings
 from .errors import DeviceError
-from .live.session import (ACTIVITY_END, ACTIVITY_START, Connected, Handle, Heard, Interrupted, LiveEvent,
-                           LiveSession, ModelAudio, Said, SessionError, TurnComplete)
+from .live.session import (Connected, Handle, Heard, Interrupted, LiveEvent, LiveSession, ModelAudio, Said,
+                           SessionError, TurnComplete)
 from .logs import fields
 from .states import IN_CONVERSATION, INTERRUPTIONS, Event, State, next_state
 from .wake.detector import WakeDetector
@@ -69,10 +69,6 @@ class Assistant:
         self.state = State.STARTING
         self.session_id = 0
         self.listeners: list[Listener] = [log_transition]
-        capture.on_lost = lambda message: self.dispatch(Event.MIC_LOST, reason=message)
-        capture.on_back = lambda: self.dispatch(Event.MIC_BACK)
-        capture.scorer = detector.score
-        capture.cleaner = self._cancel_echo if aec is not None else None
         self._preroll = PreRoll(max(PREROLL_RING_SECONDS, settings.wake.pre_roll_seconds + 1.0))
         self._session: LiveSession | None = None
         self._session_task: asyncio.Task | None = None
@@ -101,6 +97,7 @@ class Assistant:
         t = Transition(self.state, new, event, self.session_id, info)
         self.state = new
         self.capture.scoring = new in WAKE_STATES
+        self.capture.cancelling = new is State.RESPONDING
         self._effects(t)
         for listener in self.listeners:
             try:
@@ -148,10 +145,10 @@ class Assistant:
         if t.event is Event.CONNECTED:
             self._failures = 0
         if t.event is Event.TURN_DONE and self._speech is not None and self._by_wake and self._session is not None:
-            self._session.outgoing.put(ACTIVITY_START)  # no server VAD: the follow-up is a new activity
+            self._session.activity_start()  # no server VAD: the follow-up is a new activity
             self._speech.start()
         if t.event is Event.TALK and t.old is not State.IDLE and self._session is not None:
-            self._session.outgoing.put(ACTIVITY_START)
+            self._session.activity_start()
             self._talking = True
         if t.new is State.MUTED:
             self._preroll.clear()  # nothing heard before the mute may leave after it
@@ -200,13 +197,13 @@ class Assistant:
                               handle=self._resume_handle())
         if not self.settings.vad.automatic and (talk or wake):
             # No server VAD: pivoice says when speech starts (and ends: button released, or silence).
-            session.outgoing.put(ACTIVITY_START)
+            session.activity_start()
             self._talking = talk
             if wake and self._speech is not None:
                 self._speech.start()
         self._by_wake = wake
         for frame in self._preroll.since(start):
-            session.outgoing.put(frame.pcm)
+            session.send_audio(frame.pcm)
         self._session = session
         self._session_task = asyncio.create_task(self._run_session(session, self.session_id), name="session")
 
@@ -297,26 +294,16 @@ class Assistant:
             task.cancel()
 
     # -- the microphone ---------------------------------------------------------------------------
-    def _cancel_echo(self, frame: Frame) -> Frame:
-        """In the capture thread, before the wake-word check: over an answer, the microphone with the
-        answer's echo taken out. The detector hears that, so a person's wake word gets through; the Live
-        session gets it too, so the server's activity detection hears the person, not pivoice itself."""
-        if self.state is State.RESPONDING:
-            return Frame(frame.index, self.aec.process(frame.end, frame.at, frame.pcm), frame.at)
-        return frame
-
     async def _route_audio(self) -> None:
-        while True:
-            item, hit = await self.capture.queue.get()
-            self.capture.taken()
+        async for item, hit in self.capture.frames():
             if self.state is State.MUTED:
                 continue  # the microphone is off: the audio goes nowhere, not even into the ring
             self._newest = item.end
             self._preroll.append(item)
             if self.state in IN_CONVERSATION and self._session is not None:
-                self._session.outgoing.put(item.pcm)
+                self._session.send_audio(item.pcm)
                 if self._speech is not None and self._speech.ended(item.pcm):
-                    self._session.outgoing.put(ACTIVITY_END)
+                    self._session.activity_end()
             if self.state in WAKE_STATES:
                 if hit is None:
                     continue
@@ -365,7 +352,8 @@ class Assistant:
             speaker_trouble = self._try_open(self.playback)
             await self.detector.load()
             self.playback.start()
-            self.capture.start(loop, lost=mic_trouble is not None)
+            self.capture.start(loop, on_lost=lambda message: self.dispatch(Event.MIC_LOST, reason=message),
+                               on_back=lambda: self.dispatch(Event.MIC_BACK), lost=mic_trouble is not None)
             self.dispatch(Event.READY, words=self.wake_words)
             if speaker_trouble is not None:
                 log.error("%s Answers are not heard until it is there; pivoice keeps trying to open it.",
@@ -431,7 +419,7 @@ class Assistant:
         if self._talking:
             self._talking = False
             if self._session is not None:
-                self._session.outgoing.put(ACTIVITY_END)
+                self._session.activity_end()
             return
         if held or press is None:
             return  # a long press: MUTE_TOGGLE did the work

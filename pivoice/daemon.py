@@ -82,11 +82,12 @@ class Daemon:
 def build(settings: Settings, key: ApiKey) -> Daemon:
     aec = EchoCanceller() if settings.audio.echo_cancellation else None
     playback = Playback(settings.audio.output_device, echo=aec)
+    detector = WakeDetector(settings.wake.models, settings.wake.threshold)
     assistant = Assistant(
         settings,
-        Capture(settings.audio.input_device),
+        Capture(settings.audio.input_device, scorer=detector.score, canceller=aec),
         playback,
-        WakeDetector(settings.wake.models, settings.wake.threshold),
+        detector,
         make_client(key, settings.live),
         EchoGuard(resolve_models(settings.wake.models), settings.wake.threshold, playback.heard_at),
         aec,
