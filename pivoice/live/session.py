@@ -1,13 +1,13 @@
 """One Gemini Live API conversation over google-genai's `client.aio.live.connect`.
 
-The session sends what the assistant queues in `outgoing` (16 kHz mono s16le), in order, from the first
-frame queued (the pre-roll and whatever was said while connecting) to the last, and reports what the
+The session sends what the assistant queues with `send_audio()` (16 kHz mono s16le) and the activity
+markers, in order, from the first frame queued (the pre-roll and whatever was said while connecting) to the last, and reports what the
 server says through `on_event`. It knows nothing of states, devices or timers.
 
 One conversation may span several WebSocket connections: the session asks for resumption handles and,
 when the server announces a GoAway (at the next turn boundary, or before its time runs out) or the
 connection drops mid-conversation, closes the old socket and opens a new one with the newest handle.
-Audio queued meanwhile waits in `outgoing`; after a drop the last RESEND_SECONDS already sent are sent
+Audio queued meanwhile waits in the send queue; after a drop the last RESEND_SECONDS already sent are sent
 again, since what was in flight may not have arrived. The answer already received keeps playing.
 """
 
@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from ..config import LiveSettings
 from ..credentials import ApiKey
@@ -209,28 +210,33 @@ def classify(e: BaseException, settings: LiveSettings) -> SessionError:
     return SessionError(f"{type(e).__name__}: {e}", "closed")
 
 
-ACTIVITY_START = "activity_start"
-ACTIVITY_END = "activity_end"
+class _Activity(Enum):
+    """Activity markers, sent when the server's activity detection is off (push-to-talk, energy end)."""
+
+    START = "start"
+    END = "end"
 
 
-class Outgoing:
-    """What waits to be sent, in order: audio chunks, and ACTIVITY_START / ACTIVITY_END markers when
-    the server's activity detection is off. A chunk whose send failed goes back to the front."""
+_Outgoing = bytes | _Activity  # what waits to be sent: audio (16 kHz mono s16le) or a marker
 
-    def __init__(self):
-        self._q: deque[bytes | str] = deque()
+
+class _SendQueue:
+    """What waits to be sent, in order. An item whose send failed goes back to the front."""
+
+    def __init__(self) -> None:
+        self._q: deque[_Outgoing] = deque()
         self._ready = asyncio.Event()
 
-    def put(self, item: bytes | str) -> None:
+    def put(self, item: _Outgoing) -> None:
         self._q.append(item)
         self._ready.set()
 
-    def put_front(self, chunks: list[bytes | str]) -> None:
-        self._q.extendleft(reversed(chunks))
+    def put_front(self, items: list[_Outgoing]) -> None:
+        self._q.extendleft(reversed(items))
         if self._q:
             self._ready.set()
 
-    async def get(self) -> bytes | str:
+    async def get(self) -> _Outgoing:
         while not self._q:
             self._ready.clear()
             await self._ready.wait()
@@ -248,7 +254,7 @@ class LiveSession:
         self._settings = settings
         self._vad = vad
         self._on_event = on_event
-        self.outgoing = Outgoing()
+        self._outgoing = _SendQueue()
         self.handle = handle  # the newest resumable handle
         self._recent: deque[tuple[float, bytes]] = deque()  # (when sent, pcm), for a resend
         self._sending = False  # a send is under way (cancelling it could leave half a frame)
@@ -256,6 +262,20 @@ class LiveSession:
         self._in_turn = False
         self._go_away_at: float | None = None  # monotonic deadline of a GoAway
         self._switch_at: float | None = None  # after a GoAway: when to switch, at a turn boundary
+
+    # -- what the assistant sends: queued at once, sent in order on the current connection -------------
+    def send_audio(self, pcm: bytes) -> None:
+        """Microphone audio, 16 kHz mono s16le. Nothing queued is lost: what is queued while connecting
+        (or reconnecting) is sent once the connection is open."""
+        self._outgoing.put(pcm)
+
+    def activity_start(self) -> None:
+        """The person starts speaking (only when the server's activity detection is off)."""
+        self._outgoing.put(_Activity.START)
+
+    def activity_end(self) -> None:
+        """The person stopped speaking (only when the server's activity detection is off)."""
+        self._outgoing.put(_Activity.END)
 
     async def _connect(self):
         started = time.monotonic()
@@ -308,8 +328,8 @@ class LiveSession:
 
     def _resend_recent(self) -> None:
         cutoff = time.monotonic() - RESEND_SECONDS
-        again = [pcm for t, pcm in self._recent if t >= cutoff]
-        self.outgoing.put_front(again)
+        again: list[_Outgoing] = [pcm for t, pcm in self._recent if t >= cutoff]
+        self._outgoing.put_front(again)
         self._recent.clear()
 
     async def _stream(self, session) -> None:
@@ -338,18 +358,19 @@ class LiveSession:
         from google.genai import types
 
         while True:
-            pcm = await self.outgoing.get()
+            item = await self._outgoing.get()
             self._sending = True
             try:
-                if pcm == ACTIVITY_START:
+                if item is _Activity.START:
                     await session.send_realtime_input(activity_start=types.ActivityStart())
                     continue
-                if pcm == ACTIVITY_END:
+                if item is _Activity.END:
                     await session.send_realtime_input(activity_end=types.ActivityEnd())
                     continue
+                pcm = item
                 await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
             except BaseException:
-                self.outgoing.put_front([pcm])  # not sent: it goes on the next connection
+                self._outgoing.put_front([item])  # not sent: it goes on the next connection
                 raise
             finally:
                 self._sending = False
