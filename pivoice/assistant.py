@@ -16,24 +16,21 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from .audio.aec import EchoCanceller
 from .audio.capture import RATE as CAPTURE_RATE
 from .audio.capture import RETRY_MAX as CAPTURE_RETRY_MAX
 from .audio.capture import Capture
 from .audio.playback import Playback
-from .audio.ring import Frame, PreRoll
+from .audio.ring import PreRoll
+from .audio.speech_end import SpeechEnd
 from .config import Settings
 from .errors import DeviceError
 from .live.session import (Connected, Handle, Heard, Interrupted, LiveEvent, LiveSession, ModelAudio, Said,
                            SessionError, TurnComplete)
 from .logs import fields
-from .states import IN_CONVERSATION, INTERRUPTIONS, Event, State, next_state
+from .states import IN_CONVERSATION, INTERRUPTIONS, Event, Listener, State, Transition, next_state
 from .wake.detector import WakeDetector
 from .wake.echo import EchoGuard
 
@@ -42,18 +39,6 @@ log = logging.getLogger("pivoice.assistant")
 WAKE_STATES = frozenset({State.IDLE, State.RESPONDING, State.ERROR})  # where the wake word counts
 PREROLL_RING_SECONDS = 3.0  # more than the pre-roll plus the detector's worst lag
 PLAYOUT_POLL_SECONDS = 0.01
-
-
-@dataclass
-class Transition:
-    old: State
-    new: State
-    event: Event
-    session: int
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-Listener = Callable[[Transition], None]
 
 
 class Assistant:
@@ -81,7 +66,7 @@ class Assistant:
         self._newest = 0  # sample index of the end of the newest captured frame
         self._press: tuple[State, int] | None = None  # state and capture index when the button went down
         self._talking = False  # push-to-talk: the button is held, activity started
-        self._speech = Endpoint(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
+        self._speech = SpeechEnd(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
         self._by_wake = False  # this conversation began with the wake word (not push-to-talk)
         self._discard_turn = False  # after a local interruption: drop the rest of that turn's audio
         self._handle: tuple[str, float] | None = None  # newest resumption handle, and when it came
@@ -476,34 +461,3 @@ def log_transition(t: Transition) -> None:
     log.log(level, _MESSAGES[t.event].format(**info),
             extra=fields(event=t.event.value, state=t.new.value, session=t.session or None,
                          latency_ms=info.get("setup_ms")))
-
-
-class Endpoint:
-    """End of speech by energy, for wake-word turns when the server's activity detection is off: after
-    some speech, vad.silence_duration_ms (default 800 ms) of frames near the noise floor end it."""
-
-    def __init__(self, silence_ms: int = 800):
-        self.silence = silence_ms * CAPTURE_RATE // 1000
-        self.active = False
-        self._quiet = 0
-        self._spoke = 0
-        self._floor = 100.0
-
-    def start(self) -> None:
-        self.active, self._quiet, self._spoke = True, 0, 0
-
-    def ended(self, pcm: bytes) -> bool:
-        if not self.active:
-            return False
-        x = np.frombuffer(pcm, "<i2").astype(np.float32)
-        rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
-        if rms < 3 * self._floor:
-            self._floor = 0.95 * self._floor + 0.05 * max(rms, 20.0)
-            self._quiet += x.size
-        else:
-            self._quiet = 0
-            self._spoke += x.size
-        if self._spoke >= CAPTURE_RATE // 4 and self._quiet >= self.silence:
-            self.active = False
-            return True
-        return False

@@ -13,7 +13,7 @@ import warnings
 from typing import Any
 
 from .config import GpioSettings
-from .states import State
+from .states import State, Transition
 
 log = logging.getLogger("pivoice.gpio")
 
@@ -163,7 +163,7 @@ class Gpio:
             else:
                 led.blink(*BLIP)
 
-    def on_transition(self, t) -> None:
+    def on_transition(self, t: Transition) -> None:
         self.show(t.new)
 
     def close(self) -> None:

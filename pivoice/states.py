@@ -17,7 +17,10 @@ said by a person over the answer (barge-in).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 
 class State(str, Enum):
@@ -99,3 +102,19 @@ def next_state(state: State, event: Event) -> State | None:
     if event is Event.MUTE_TOGGLE and (state in (State.IDLE, State.ERROR) or state in IN_CONVERSATION):
         return State.MUTED
     return _TABLE.get((state, event))
+
+
+@dataclass
+class Transition:
+    """What `Assistant.dispatch()` hands every listener (the log, LEDs, sd_notify): the state before and
+    after, the event, the conversation's number, and what the event carried (`info`, e.g. the detection
+    or the failure's reason). Listeners read it; they never change it."""
+
+    old: State
+    new: State
+    event: Event
+    session: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Listener = Callable[[Transition], None]

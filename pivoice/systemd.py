@@ -10,9 +10,11 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from . import logs
+from .states import Event, Listener, State, Transition
 
 log = logging.getLogger("pivoice.systemd")
 
@@ -98,11 +100,10 @@ class JournalHandler(logging.Handler):
         sys.stderr.flush()
 
 
-def status_listener(notifier: Notifier, wake_words: callable):
+def status_listener(notifier: Notifier, wake_words: Callable[[], str]) -> Listener:
     """A transition listener: READY=1 once listening, STATUS= on every state, STOPPING=1 at the end."""
-    from .states import Event, State
 
-    def on_transition(t) -> None:
+    def on_transition(t: Transition) -> None:
         idle = f"Listening for {wake_words()}"
         if t.new is State.IDLE:
             reason = t.info.get("reason", "")
