@@ -28,6 +28,7 @@ from .audio.capture import Capture
 from .audio.playback import Playback
 from .audio.ring import Frame, PreRoll
 from .config import Settings
+from .live.failures import FIX_KEY
 from .live.session import (ACTIVITY_END, ACTIVITY_START, Connected, Handle, Heard, Interrupted, LiveEvent,
                            LiveSession, ModelAudio, Said, SessionError, TurnComplete)
 from .logs import fields
@@ -135,6 +136,8 @@ class Assistant:
             self._follow_up.cancel()
         if t.old in IN_CONVERSATION and t.new not in IN_CONVERSATION:
             self._end_conversation()
+        if t.old is State.ERROR and t.event is Event.WAKE:
+            self.detector.reset()  # refused: once per wake word, not once per frame that scores high
         if t.new is State.ERROR and (t.old is not State.ERROR or t.event is Event.MIC_LOST):
             if self._retry is not None:
                 self._retry.cancel()
@@ -160,7 +163,7 @@ class Assistant:
 
     # -- conversations ----------------------------------------------------------------------------
     def _failed(self, t: Transition) -> None:
-        """ERROR: a key problem waits for a reload; anything else for a backoff, then a retry."""
+        """ERROR: a rejected key waits for the key to be fixed; anything else for a backoff, then a retry."""
         if t.event is Event.MIC_LOST:
             self.problem = "the microphone is unavailable"
             t.info["then"] = "waiting for it to come back"
@@ -168,16 +171,20 @@ class Assistant:
         kind = t.info.get("kind", "closed")
         self.problem = {
             "auth": "API key rejected",
+            "model": f"live.model '{self.settings.live.model}' is not available",
+            "refused": "the Gemini API refused the session",
             "quota": "quota or rate limit reached",
             "network": "cannot reach the Gemini API",
             "timeout": "the Gemini API does not answer",
             "server": "the Gemini API has a problem",
         }.get(kind, "the connection to the Gemini API failed")
         if kind == "auth":
-            t.info["then"] = "fix the key, then: systemctl reload pivoice"
+            t.info["then"] = FIX_KEY
             return
         self._failures += 1
         wait = min(self.settings.live.retry_max_seconds, 2.0 ** self._failures) * random.uniform(0.8, 1.2)
+        if kind == "model":
+            wait = self.settings.live.retry_max_seconds  # a wrong name stays wrong: no quick retries
         if t.info.get("retry_after"):
             wait = max(wait, t.info["retry_after"])  # the service said how long
         t.info["then"] = f"trying again in {wait:.0f} s"
