@@ -465,7 +465,7 @@ def log_transition(t: Transition) -> None:
                         else "unmuted: listening for the wake word")
     level = logging.INFO
     if t.event is Event.SESSION_FAILED:
-        level = logging.ERROR if info.get("kind") == "auth" else logging.WARNING
+        level = logging.ERROR if info.get("kind") in ("auth", "model") else logging.WARNING
     if t.event is Event.MIC_LOST:
         level = logging.ERROR
     if t.old is State.ERROR and t.new is State.ERROR:  # a wake word or tap that cannot be served
@@ -473,8 +473,9 @@ def log_transition(t: Transition) -> None:
                     extra=fields(event="refused", state=t.new.value))
         return
     log.log(level, _MESSAGES[t.event].format(**info),
-            extra=fields(event=t.event.value, state=t.new.value, session=t.session or None,
-                         latency_ms=info.get("setup_ms")))
+            extra={**fields(event=t.event.value, state=t.new.value, session=t.session or None,
+                            latency_ms=info.get("setup_ms")),
+                   "template": _MESSAGES[t.event]})  # repeats of it are rate-limited (logs.Flood)
 
 
 class Endpoint:
