@@ -135,9 +135,10 @@ CHECK_CASES = {
 }
 
 
+@pytest.mark.parametrize("command", ["check", "run"])
 @pytest.mark.parametrize("case", list(CHECK_CASES))
-def test_check_refuses_what_run_would_fail_on(case, run_daemon):
+def test_check_refuses_what_run_would_fail_on(case, command, run_daemon):
     text, pattern = CHECK_CASES[case]
-    d = run_daemon(text, args=["check"])
+    d = run_daemon(text, args=[command])
     check_one_clear_error(d, d.wait_exit(), pattern, 78)
     assert "OK:" not in d.output
