@@ -98,7 +98,10 @@ class Flood(logging.Filter):
     def key(record: logging.LogRecord) -> tuple:
         template = getattr(record, "template", None) or record.msg
         if not str(template).replace("%s", "").strip():  # a bare "%s": the text is the message
-            template = record.getMessage()
+            try:
+                template = record.getMessage()
+            except Exception:  # noqa: BLE001 - a bad format call: the handler reports it, not the filter
+                pass
         event = (getattr(record, "pivoice", None) or {}).get("event")
         return record.name, record.levelno, str(template), event
 
