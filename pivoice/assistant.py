@@ -27,6 +27,7 @@ from .audio.ring import PreRoll
 from .audio.speech_end import SpeechEnd
 from .config import Settings
 from .errors import DeviceError
+from .live.failures import FIX_KEY
 from .live.session import (Connected, Handle, Heard, Interrupted, LiveEvent, LiveSession, ModelAudio, Said,
                            SessionError, TurnComplete)
 from .logs import fields
@@ -119,6 +120,8 @@ class Assistant:
             self._follow_up.cancel()
         if t.old in IN_CONVERSATION and t.new not in IN_CONVERSATION:
             self._end_conversation()
+        if t.old is State.ERROR and t.event is Event.WAKE:
+            self.detector.reset()  # refused: once per wake word, not once per frame that scores high
         if t.new is State.ERROR and (t.old is not State.ERROR or t.event is Event.MIC_LOST):
             if self._retry is not None:
                 self._retry.cancel()
@@ -144,7 +147,7 @@ class Assistant:
 
     # -- conversations ----------------------------------------------------------------------------
     def _failed(self, t: Transition) -> None:
-        """ERROR: a key problem waits for a reload; anything else for a backoff, then a retry."""
+        """ERROR: a rejected key waits for the key to be fixed; anything else for a backoff, then a retry."""
         if t.event is Event.MIC_LOST:
             self.problem = "the microphone is unavailable"
             t.info["then"] = "waiting for it to come back"
@@ -152,16 +155,20 @@ class Assistant:
         kind = t.info.get("kind", "closed")
         self.problem = {
             "auth": "API key rejected",
+            "model": f"live.model '{self.settings.live.model}' is not available",
+            "refused": "the Gemini API refused the session",
             "quota": "quota or rate limit reached",
             "network": "cannot reach the Gemini API",
             "timeout": "the Gemini API does not answer",
             "server": "the Gemini API has a problem",
         }.get(kind, "the connection to the Gemini API failed")
         if kind == "auth":
-            t.info["then"] = "fix the key, then: systemctl reload pivoice"
+            t.info["then"] = FIX_KEY
             return
         self._failures += 1
         wait = min(self.settings.live.retry_max_seconds, 2.0 ** self._failures) * random.uniform(0.8, 1.2)
+        if kind == "model":
+            wait = self.settings.live.retry_max_seconds  # a wrong name stays wrong: no quick retries
         if t.info.get("retry_after"):
             wait = max(wait, t.info["retry_after"])  # the service said how long
         t.info["then"] = f"trying again in {wait:.0f} s"
@@ -451,7 +458,7 @@ def log_transition(t: Transition) -> None:
                         else "unmuted: listening for the wake word")
     level = logging.INFO
     if t.event is Event.SESSION_FAILED:
-        level = logging.ERROR if info.get("kind") == "auth" else logging.WARNING
+        level = logging.ERROR if info.get("kind") in ("auth", "model") else logging.WARNING
     if t.event is Event.MIC_LOST:
         level = logging.ERROR
     if t.old is State.ERROR and t.new is State.ERROR:  # a wake word or tap that cannot be served
@@ -459,5 +466,6 @@ def log_transition(t: Transition) -> None:
                     extra=fields(event="refused", state=t.new.value))
         return
     log.log(level, _MESSAGES[t.event].format(**info),
-            extra=fields(event=t.event.value, state=t.new.value, session=t.session or None,
-                         latency_ms=info.get("setup_ms")))
+            extra={**fields(event=t.event.value, state=t.new.value, session=t.session or None,
+                            latency_ms=info.get("setup_ms")),
+                   "template": _MESSAGES[t.event]})  # repeats of it are rate-limited (logs.Flood)

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _prepare(args: argparse.Namespace):
     from .credentials import find_api_key
-    from .wake.detector import resolve_models
+    from .wake.detector import load_engine, resolve_models
 
     settings = config.load(args.config)
     logs.set_level(settings.log.level)
@@ -42,7 +42,9 @@ def _prepare(args: argparse.Namespace):
     key = find_api_key(settings.live.api_key_file)
     logs.register_secret(key.value)
     log.info("API key from %s", key.source)
-    resolve_models(settings.wake.models)
+    models = resolve_models(settings.wake.models)
+    if args.command == "check":
+        load_engine(models)  # loaded in LiteRT and their shapes checked, as `run` will
     return settings, key
 
 

@@ -56,8 +56,13 @@ class Behaviour:
     go_away_after_bytes: int | None = None  # send goAway once this much audio arrived on a connection
     go_away_time_left: float = 3.0  # ...and close it this long after (if the client has not)
     drop_after_bytes: int | None = None  # abort the TCP connection (no close frame) after this much audio
+    close_after_bytes: int | None = None  # close with close_code/close_reason after this much audio
+    close_code: int = 1008
+    close_reason: str = ""
+    refuse_setup: tuple[int, str] | None = None  # close with (code, reason) instead of setupComplete
     stall_after_chunks: int | None = None  # stop sending mid-reply after this many audio messages
-    garbage: bool = False  # send a non-JSON frame and an {"error": ...} frame before each reply
+    # send a non-JSON frame, an {"error": ...} frame and one with an unknown field before each reply
+    garbage: bool = False
     reply_on_activity_end: bool = False  # answer when the client ends an activity (VAD off)
     faults_once: bool = True  # go_away/drop/stall only on the first connection
 
@@ -135,6 +140,15 @@ class LiveStandIn:
         """Send `interrupted` on the newest open session now; returns when it was sent (monotonic)."""
         return asyncio.run_coroutine_threadsafe(self._interrupt(), self._loop).result(5)
 
+    def send_now(self, frames: list[str]) -> None:
+        """Send these text frames on the newest open session, in order, as fast as the socket takes them."""
+        async def _send():
+            ws = self._conns[len(self.sessions) - 1]
+            for f in frames:
+                await ws.send(f)
+
+        asyncio.run_coroutine_threadsafe(_send(), self._loop).result(60)
+
     async def _interrupt(self) -> float:
         ws = self._conns[len(self.sessions) - 1]
         self._stop_reply = True
@@ -168,6 +182,9 @@ class LiveStandIn:
             if b.valid_key is not None and sess.headers.get("x-goog-api-key") != b.valid_key:
                 await ws.close(1008, "API key not valid. Please pass a valid API key.")
                 return
+            if b.refuse_setup is not None:
+                await ws.close(*b.refuse_setup)
+                return
             if b.setup_delay:
                 await asyncio.sleep(b.setup_delay)
             await ws.send(json.dumps({"setupComplete": {}}))
@@ -191,6 +208,9 @@ class LiveStandIn:
                 turn_bytes += len(pcm)
                 if faults and b.drop_after_bytes is not None and len(sess.audio) >= b.drop_after_bytes:
                     ws.transport.abort()  # the network is gone: no close frame
+                    return
+                if faults and b.close_after_bytes is not None and len(sess.audio) >= b.close_after_bytes:
+                    await ws.close(b.close_code, b.close_reason)
                     return
                 if faults and b.go_away_after_bytes is not None and not go_away_sent \
                         and len(sess.audio) >= b.go_away_after_bytes:
@@ -229,6 +249,7 @@ class LiveStandIn:
         if b.garbage:
             await ws.send("this is not JSON {")
             await ws.send(json.dumps({"error": {"code": 500, "message": "something odd"}}))
+            await ws.send(json.dumps({"futureThing": {"x": 1}}))
         for n, i in enumerate(range(0, len(pcm), b.reply_chunk_bytes)):
             if self._stop_reply:
                 return

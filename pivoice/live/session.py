@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import socket
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +24,7 @@ from enum import Enum
 from ..config import LiveSettings
 from ..credentials import ApiKey
 from ..logs import fields
+from .failures import MAX_MESSAGE_BYTES, SessionError, classify, unreadable
 
 log = logging.getLogger("pivoice.live")
 
@@ -83,23 +81,6 @@ class Handle:
 LiveEvent = Connected | ModelAudio | Interrupted | TurnComplete | Heard | Said | Handle
 
 
-class SessionError(Exception):
-    """The session could not be opened or broke; the message says why and what to do.
-
-    kind: "auth" (key or model refused: retrying will not help), "quota" (rate limit), "server"
-    (1011: the service's trouble), "network" (unreachable, DNS, TLS), "timeout" or "closed".
-    """
-
-    def __init__(self, message: str, kind: str = "closed", retry_after: float | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.retry_after = retry_after
-
-    @property
-    def transient(self) -> bool:
-        return self.kind != "auth"
-
-
 def make_client(key: ApiKey, settings: LiveSettings):
     from google import genai
     from google.genai import types
@@ -113,6 +94,7 @@ def make_client(key: ApiKey, settings: LiveSettings):
             # close healthy connections ("keepalive ping timeout").
             "ping_interval": 20.0,
             "ping_timeout": 60.0,
+            "max_size": MAX_MESSAGE_BYTES,  # websockets' default, named: failures.py reports it
         },
     )
     return genai.Client(api_key=key.value, http_options=http)
@@ -155,59 +137,6 @@ def connect_config(settings: LiveSettings, vad, handle: str | None = None):
             sliding_window=types.SlidingWindow(), trigger_tokens=settings.compression_trigger_tokens
         ),
     )
-
-
-_AUTH_HINTS = ("api key", "api_key", "permission", "unauthenticated", "not found", "not valid",
-               "invalid argument", "not supported", "not implemented", "location")
-_QUOTA_HINTS = ("quota", "rate limit", "resource_exhausted", "resource exhausted", "too many")
-
-
-def classify(e: BaseException, settings: LiveSettings) -> SessionError:
-    """A failure as one line saying what happened and what to do, with whether retrying can help."""
-    from google.genai import errors as genai_errors
-    from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-    where = settings.base_url or "the Gemini Live API"
-    if isinstance(e, SessionError):
-        return e
-    if isinstance(e, TimeoutError):
-        return SessionError(f"{where} did not answer within {settings.connect_timeout_seconds:g} s "
-                            f"(live.connect_timeout_seconds)", "timeout")
-    if isinstance(e, genai_errors.APIError):
-        code, details = e.code, (e.details if isinstance(e.details, str) else e.message) or ""
-        low = details.lower()
-        if any(h in low for h in _QUOTA_HINTS) or code == 429:
-            return SessionError(f"the Live API's quota or rate limit was reached ({code}: {details}); "
-                                f"waiting before trying again", "quota", _retry_after(details))
-        if code in (1007, 1008) or any(h in low for h in ("api key", "api_key")):
-            return SessionError(
-                f"the Live API refused the session ({code}: {details}). Check the API key (then: "
-                f"systemctl reload pivoice) and that live.model '{settings.model}' supports the Live API",
-                "auth")
-        if code == 1011:
-            return SessionError(f"the Live API had an internal error or is overloaded ({code}: {details})", "server")
-        if code == 1000:
-            return SessionError("the Live API closed the connection", "closed")
-        return SessionError(f"the Live API closed the connection ({code}: {details or 'no reason given'})", "closed")
-    if isinstance(e, InvalidStatus):
-        status = e.response.status_code
-        if status in (401, 403):
-            return SessionError(f"{where} refused the connection with HTTP {status}: the API key was "
-                                f"rejected. Fix it, then: systemctl reload pivoice", "auth")
-        if status == 429:
-            return SessionError(f"{where} answered HTTP 429: rate limited", "quota",
-                                _retry_after(e.response.headers.get("Retry-After", "")))
-        return SessionError(f"{where} refused the connection with HTTP {status}", "server")
-    if isinstance(e, ssl.SSLCertVerificationError):
-        return SessionError(f"the TLS certificate of {where} could not be verified ({e.verify_message}); "
-                            f"check the clock (timedatectl) and the CA certificates", "network")
-    if isinstance(e, socket.gaierror):
-        return SessionError(f"cannot resolve the Live API's host name ({e.strerror}); is the network up?", "network")
-    if isinstance(e, ConnectionClosed):
-        return SessionError(f"the connection to {where} closed ({e})", "closed")
-    if isinstance(e, OSError):
-        return SessionError(f"cannot reach {where} ({e.strerror or e}); is the network up?", "network")
-    return SessionError(f"{type(e).__name__}: {e}", "closed")
 
 
 class _Activity(Enum):
@@ -306,7 +235,7 @@ class LiveSession:
                 attempts = 0
             except SessionError as e:
                 attempts = 1 if self._heard_from else attempts + 1  # in a row, without a message between
-                if not e.transient or self.handle is None or attempts > MAX_RESUMES:
+                if not e.resumable or self.handle is None or attempts > MAX_RESUMES:
                     raise
                 log.warning("connection lost (%s): resuming the conversation", e,
                             extra=fields(event="resume"))
@@ -395,7 +324,7 @@ class LiveSession:
                                        f"live.response_timeout_seconds)", "timeout") from None
                 except (ValueError, TypeError) as e:
                     # A frame the SDK cannot parse: skip it, keep the conversation.
-                    log.warning("skipped a malformed message from the Live API: %s", str(e)[:200],
+                    log.warning("skipped a message from the Live API: %s", unreadable(e),
                                 extra=fields(event="malformed"))
                     break
                 fresh = self._dispatch(msg)
@@ -451,15 +380,6 @@ class LiveSession:
             self._in_turn = False
             self._on_event(TurnComplete())
         return fresh
-
-
-def _retry_after(text: str) -> float | None:
-    """A wait the service asked for: "Retry-After: 30", "retry in 12s", "retryDelay": "7s"."""
-    text = text or ""
-    if text.strip().isdigit():
-        return float(text.strip())
-    m = re.search(r"retry\w*\W+(?:in\W+)?(\d+(?:\.\d+)?)\s*s", text, re.IGNORECASE)
-    return float(m.group(1)) if m else None
 
 
 def _seconds(duration) -> float:
