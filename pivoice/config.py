@@ -104,6 +104,27 @@ class GpioSettings(_Section):
     mute_pin: int | None = None
 
 
+HEADER_PINS = range(0, 28)  # BCM GPIO 0-27 on the 40-pin header
+
+
+def check_pins(s: GpioSettings) -> str | None:
+    """A config problem with the pins, said as a message naming the key; None when they are fine."""
+    used: dict[int, str] = {}
+    wanted = {"led": 1, "pwm": 1, "rgb": 3, "none": 0}[s.led]
+    if len(s.led_pins) != wanted:
+        return (f"gpio.led_pins: gpio.led = \"{s.led}\" needs {wanted} pin(s), got {len(s.led_pins)}"
+                + (" (red, green, blue)" if s.led == "rgb" else ""))
+    pins = [(f"gpio.led_pins[{i}]", p) for i, p in enumerate(s.led_pins)]
+    pins += [(k, p) for k, p in (("gpio.button_pin", s.button_pin), ("gpio.mute_pin", s.mute_pin)) if p is not None]
+    for key, pin in pins:
+        if pin not in HEADER_PINS:
+            return f"{key}: {pin} is not a GPIO pin; use a BCM number from 0 to 27 (see pinout.xyz)"
+        if pin in used:
+            return f"{key}: GPIO{pin} is already used by {used[pin]}"
+        used[pin] = key
+    return None
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -123,8 +144,6 @@ class Settings(_Section):
     def _pins(self) -> Settings:
         # Pins are checked here, not only when GPIO opens: `pivoice check` must catch them, and a
         # wrong pin is a configuration error whatever the machine.
-        from .gpio import check_pins
-
         problem = check_pins(self.gpio)
         if problem:
             raise ValueError(problem)

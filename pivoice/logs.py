@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 FLOOD_BURST = 5  # identical events logged per window before the rest are only counted
@@ -169,6 +170,51 @@ def _flush_flood() -> None:
         _flood.flush()
 
 
+JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
+
+
+def started_by_systemd(environ: dict[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return bool(env.get("INVOCATION_ID") or env.get("JOURNAL_STREAM"))
+
+
+class JournalHandler(logging.Handler):
+    """Records to journald with PIVOICE_* fields; to stderr when journald is not there.
+
+    journald can restart under a long-running service: when its socket is missing (systemd-python would
+    drop the record silently) or refuses (it would raise), the line goes to stderr instead, which systemd
+    also connects to the journal.
+    """
+
+    def __init__(self, identifier: str = "pivoice"):
+        super().__init__()
+        self.identifier = identifier
+        self.fallback = LineFormatter(timestamps=False, priority_prefix=True)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = redact(self.format(record)).replace("\n", " | ")
+            if JOURNAL_SOCKET.exists():
+                from systemd import journal
+
+                extra = getattr(record, "pivoice", None) or {}
+                fields = {f"PIVOICE_{k.upper()}": redact(str(v)) for k, v in extra.items()}
+                journal.send(
+                    message,
+                    PRIORITY=str(PRIORITY.get(record.levelno, 6)),
+                    SYSLOG_IDENTIFIER=self.identifier,
+                    LOGGER=record.name,
+                    CODE_FILE=record.pathname, CODE_LINE=record.lineno, CODE_FUNC=record.funcName,
+                    **fields,
+                )
+                return
+        except Exception:  # noqa: BLE001 - OSError when journald refuses; the line must get out anyway
+            pass
+        sys.stderr.write(self.fallback.format(record) + "\n")
+        sys.stderr.flush()
+
+
 def _stderr_is_journal() -> bool:
     """True when stderr is connected to journald (systemd sets JOURNAL_STREAM=dev:inode)."""
     stream = os.environ.get("JOURNAL_STREAM", "")
@@ -182,8 +228,6 @@ def _stderr_is_journal() -> bool:
 
 def setup(level: str = "info") -> None:
     """Under systemd: journald with structured fields. Otherwise: stderr lines."""
-    from .systemd import JournalHandler, started_by_systemd
-
     if started_by_systemd():
         handler: logging.Handler = JournalHandler()
     else:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import SpeakerRecorder, read_wav, silence, tone
 
-from pivoice.config import GpioSettings
-from pivoice.gpio import Gpio, check_pins
+from pivoice.config import GpioSettings, check_pins
+from pivoice.gpio import Gpio
 from pivoice.states import State
 from pivoice.wake.openwakeword import OpenWakeWordEngine, builtin_models_dir
 
