@@ -121,6 +121,7 @@ def test_follow_up_context_across_wake_ups(soundcard, standin, run_daemon):
     b.reply_after_seconds = 2.5
     b.reply_pcm = read_wav("reply_24k.wav")[:48000]
     b.max_replies = 1
+    b.input_transcripts = True  # the person's command keeps the 1 s window open until the answer comes
     d = run_daemon(config(follow_up=1.0, resume=6.0), extra_env=standin.env())
     start_conversation(d, soundcard)
     d.wait_for("no follow-up: conversation over", timeout=20)
