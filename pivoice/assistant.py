@@ -16,8 +16,10 @@ import asyncio
 import logging
 import random
 import time
+from dataclasses import replace
 from typing import Any
 
+from . import narration
 from .audio.aec import EchoCanceller
 from .audio.capture import RATE as CAPTURE_RATE
 from .audio.capture import RETRY_MAX as CAPTURE_RETRY_MAX
@@ -27,13 +29,13 @@ from .audio.ring import PreRoll
 from .audio.speech_end import SpeechEnd
 from .config import Settings
 from .errors import DeviceError
-from .live.failures import FIX_KEY
-from .live.session import (Connected, Handle, Heard, Interrupted, LiveEvent, LiveSession, ModelAudio, Said,
-                           SessionError, TurnComplete)
+from .live import session as live
+from .live.failures import FIX_KEY, SessionError
 from .logs import fields
 from .states import IN_CONVERSATION, INTERRUPTIONS, Event, Listener, State, Transition, next_state
+from .supervise import supervise
 from .wake.detector import WakeDetector
-from .wake.echo import EchoGuard
+from .wake.self_trigger import SelfTriggerGuard
 
 log = logging.getLogger("pivoice.assistant")
 
@@ -44,19 +46,19 @@ PLAYOUT_POLL_SECONDS = 0.01
 
 class Assistant:
     def __init__(self, settings: Settings, capture: Capture, playback: Playback, detector: WakeDetector,
-                 client: Any, echo: EchoGuard | None = None, aec: EchoCanceller | None = None):
+                 client: Any, self_trigger: SelfTriggerGuard | None = None, aec: EchoCanceller | None = None):
         self.settings = settings
         self.capture = capture
         self.playback = playback
         self.detector = detector
         self.client = client
-        self.echo = echo
+        self.self_trigger = self_trigger
         self.aec = aec
         self.state = State.STARTING
         self.session_id = 0
-        self.listeners: list[Listener] = [log_transition]
+        self.listeners: list[Listener] = []  # called in order on every transition
         self._preroll = PreRoll(max(PREROLL_RING_SECONDS, settings.wake.pre_roll_seconds + 1.0))
-        self._session: LiveSession | None = None
+        self._session: live.LiveSession | None = None
         self._session_task: asyncio.Task | None = None
         self._playout_task: asyncio.Task | None = None
         self._follow_up: asyncio.TimerHandle | None = None
@@ -77,6 +79,9 @@ class Assistant:
 
     # -- the one place that changes state ---------------------------------------------------------
     def dispatch(self, event: Event, **info: Any) -> None:
+        """Feed an event in. When it changes the state: the steps for the state left, then for the state
+        entered, then the event's own, then the listeners (log, sd_notify, LED), each given the same
+        Transition, which carries all that they read."""
         new = next_state(self.state, event)
         if new is None:
             return
@@ -84,95 +89,104 @@ class Assistant:
         self.state = new
         self.capture.scoring = new in WAKE_STATES
         self.capture.cancelling = new is State.RESPONDING
-        self._effects(t)
+        self._leave(t)
+        t = self._enter(t)
+        self._after_event(t)
         for listener in self.listeners:
             try:
                 listener(t)
             except Exception:  # noqa: BLE001 - a listener must never take the assistant down
                 log.exception("state listener failed")
 
-    def _effects(self, t: Transition) -> None:
-        loop = asyncio.get_running_loop()
-        conv = self.settings.conversation
-        if t.new is State.CONNECTING and t.old not in (State.ERROR, State.CONNECTING):
-            # From the wake word: pre-roll before the detection; from the button: from the press.
-            det = t.info.get("detection")
-            start = (det.end - int(self.settings.wake.pre_roll_seconds * CAPTURE_RATE) if det is not None
-                     else t.info["from_index"])
-            self._open_session(start, talk=t.event is Event.TALK, wake=det is not None)
-            t.session = self.session_id
-            self._max_duration = loop.call_later(conv.max_seconds, self.dispatch, Event.MAX_DURATION)
+    def _leave(self, t: Transition) -> None:
+        """Steps for the state left (none runs for an event that keeps the state, such as a refused wake word)."""
+        left = t.old is not t.new
         if t.old is State.RESPONDING:
-            self._cancel(self._playout_task)
-            if self.aec is not None and (report := self.aec.report()):
-                log.debug(report)
-            if t.event in INTERRUPTIONS:
-                self._stop_playback()
-                # The server goes on with a turn it was not told was interrupted: drop the rest of it.
-                self._discard_turn = t.event is not Event.INTERRUPTED
-        if t.new is State.RESPONDING:
-            self.detector.reset()  # barge-in listens afresh
-            if self.echo is not None:
-                self.echo.reset()  # a new answer: a new reference stream
-        if t.new is State.LISTENING:
-            self._restart_follow_up()
-        elif self._follow_up is not None:
+            self._leave_responding(t.event)
+        if t.old is State.LISTENING and self._follow_up is not None:
             self._follow_up.cancel()
         if t.old in IN_CONVERSATION and t.new not in IN_CONVERSATION:
             self._end_conversation()
-        if t.old is State.ERROR and t.event is Event.WAKE:
-            self.detector.reset()  # refused: once per wake word, not once per frame that scores high
-        if t.new is State.ERROR and (t.old is not State.ERROR or t.event is Event.MIC_LOST):
-            if self._retry is not None:
-                self._retry.cancel()
-            self._failed(t)
-        if t.new is State.ERROR:
-            t.info["problem"] = self.problem
-        if t.old is State.ERROR and t.new is not State.ERROR and self._retry is not None:
+        if left and t.old is State.ERROR and self._retry is not None:
             self._retry.cancel()
+        if left and t.old is State.MUTED:
+            self.detector.reset()
+
+    def _enter(self, t: Transition) -> Transition:
+        """Steps for the state entered; returns the transition with what they decided for the listeners
+        (the new conversation's number, what the ERROR is about and what happens next)."""
+        entered = t.old is not t.new
+        if entered and t.new is State.CONNECTING:
+            self._start_conversation(t)
+            t = replace(t, session=self.session_id)
+        elif t.new is State.RESPONDING:
+            self.detector.reset()  # barge-in listens afresh
+            if self.self_trigger is not None:
+                self.self_trigger.reset()  # a new answer: a new reference stream
+        elif t.new is State.LISTENING:
+            self._restart_follow_up()
+        elif t.new is State.ERROR:
+            if entered or t.event is Event.MIC_LOST:
+                if self._retry is not None:
+                    self._retry.cancel()
+                self.problem, then = self._failed(t)
+                return replace(t, problem=self.problem, then=then)
+            return replace(t, problem=self.problem)
+        elif entered and t.new is State.MUTED:
+            self._preroll.clear()  # nothing heard before the mute may leave after it
+        elif t.new is State.STOPPED:
+            self._stopped.set()
+        return t
+
+    def _after_event(self, t: Transition) -> None:
+        """Steps that belong to the event itself, whatever the states."""
         if t.event is Event.CONNECTED:
             self._failures = 0
-        if t.event is Event.TURN_DONE and self._speech is not None and self._by_wake and self._session is not None:
+        elif t.event is Event.WAKE and t.old is State.ERROR:
+            self.detector.reset()  # refused: once per wake word, not once per frame that scores high
+        elif t.event is Event.TURN_DONE and self._speech is not None and self._by_wake and self._session:
             self._session.activity_start()  # no server VAD: the follow-up is a new activity
             self._speech.start()
-        if t.event is Event.TALK and t.old is not State.IDLE and self._session is not None:
+        elif t.event is Event.TALK and t.old is not State.IDLE and self._session is not None:
             self._session.activity_start()
             self._talking = True
-        if t.new is State.MUTED:
-            self._preroll.clear()  # nothing heard before the mute may leave after it
-        if t.old is State.MUTED:
-            self.detector.reset()
-        if t.new is State.STOPPED:
-            self._stopped.set()
+
+    def _leave_responding(self, event: Event) -> None:
+        self._cancel(self._playout_task)
+        if self.aec is not None and (report := self.aec.report()):
+            log.debug(report)
+        if event in INTERRUPTIONS:
+            self._stop_playback()
+            # The server goes on with a turn it was not told was interrupted: drop the rest of it.
+            self._discard_turn = event is not Event.INTERRUPTED
 
     # -- conversations ----------------------------------------------------------------------------
-    def _failed(self, t: Transition) -> None:
-        """ERROR: a rejected key waits for the key to be fixed; anything else for a backoff, then a retry."""
+    def _start_conversation(self, t: Transition) -> None:
+        """From the wake word: sent from the pre-roll before the detection; from the button: from the press."""
+        det = t.info.get("detection")
+        start = (det.end - int(self.settings.wake.pre_roll_seconds * CAPTURE_RATE) if det is not None
+                 else t.info["from_index"])
+        self._open_session(start, talk=t.event is Event.TALK, wake=det is not None)
+        self._max_duration = asyncio.get_running_loop().call_later(
+            self.settings.conversation.max_seconds, self.dispatch, Event.MAX_DURATION)
+
+    def _failed(self, t: Transition) -> tuple[str, str]:
+        """ERROR: what it is about and what happens next. A rejected key waits for the key to be fixed;
+        anything else for a backoff, then a retry."""
         if t.event is Event.MIC_LOST:
-            self.problem = "the microphone is unavailable"
-            t.info["then"] = "waiting for it to come back"
-            return
-        kind = t.info.get("kind", "closed")
-        self.problem = {
-            "auth": "API key rejected",
-            "model": f"live.model '{self.settings.live.model}' is not available",
-            "refused": "the Gemini API refused the session",
-            "quota": "quota or rate limit reached",
-            "network": "cannot reach the Gemini API",
-            "timeout": "the Gemini API does not answer",
-            "server": "the Gemini API has a problem",
-        }.get(kind, "the connection to the Gemini API failed")
+            return "the microphone is unavailable", "waiting for it to come back"
+        failure: SessionError = t.info["failure"]
+        kind, problem = failure.kind, failure.problem(self.settings.live.model)
         if kind == "auth":
-            t.info["then"] = FIX_KEY
-            return
+            return problem, FIX_KEY
         self._failures += 1
         wait = min(self.settings.live.retry_max_seconds, 2.0 ** self._failures) * random.uniform(0.8, 1.2)
         if kind == "model":
             wait = self.settings.live.retry_max_seconds  # a wrong name stays wrong: no quick retries
-        if t.info.get("retry_after"):
-            wait = max(wait, t.info["retry_after"])  # the service said how long
-        t.info["then"] = f"trying again in {wait:.0f} s"
+        if failure.retry_after:
+            wait = max(wait, failure.retry_after)  # the service said how long
         self._retry = asyncio.get_running_loop().call_later(wait, self.dispatch, Event.RETRY)
+        return problem, f"trying again in {wait:.0f} s"
 
     def _resume_handle(self) -> str | None:
         """The last conversation's handle, if recent enough to continue its context."""
@@ -185,7 +199,7 @@ class Assistant:
     def _open_session(self, start: int, talk: bool = False, wake: bool = False) -> None:
         self.session_id += 1
         self._discard_turn = False
-        session = LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
+        session = live.LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
                               handle=self._resume_handle())
         if not self.settings.vad.automatic and (talk or wake):
             # No server VAD: pivoice says when speech starts (and ends: button released, or silence).
@@ -199,7 +213,7 @@ class Assistant:
         self._session = session
         self._session_task = asyncio.create_task(self._run_session(session, self.session_id), name="session")
 
-    async def _run_session(self, session: LiveSession, session_id: int) -> None:
+    async def _run_session(self, session: live.LiveSession, session_id: int) -> None:
         try:
             await session.run()
             failure = None
@@ -209,8 +223,7 @@ class Assistant:
             if failure is None:
                 self.dispatch(Event.SESSION_ENDED, reason="the session ended")
             else:
-                self.dispatch(Event.SESSION_FAILED, reason=str(failure), kind=failure.kind,
-                              retry_after=failure.retry_after)
+                self.dispatch(Event.SESSION_FAILED, reason=str(failure), kind=failure.kind, failure=failure)
 
     def _end_conversation(self) -> None:
         for handle in (self._follow_up, self._max_duration):
@@ -228,8 +241,8 @@ class Assistant:
 
     def _stop_playback(self) -> None:
         self.playback.stop()
-        if self.echo is not None:
-            self.echo.reset()
+        if self.self_trigger is not None:
+            self.self_trigger.reset()
 
     def _restart_follow_up(self) -> None:
         if self._follow_up is not None:
@@ -238,21 +251,20 @@ class Assistant:
             self.settings.conversation.follow_up_seconds, self.dispatch, Event.FOLLOW_UP_TIMEOUT
         )
 
-    def _on_live_event(self, ev: LiveEvent) -> None:
+    def _on_live_event(self, ev: live.LiveEvent) -> None:
         if self.state not in IN_CONVERSATION:
             return
-        if isinstance(ev, Connected):
+        if isinstance(ev, live.Connected):
             if ev.resumed:
-                log.info("conversation resumed on a new connection in %d ms", ev.setup_ms,
-                         extra=fields(event="resumed", session=self.session_id, latency_ms=round(ev.setup_ms)))
+                narration.resumed(self.session_id, ev.setup_ms)
             else:
                 self.dispatch(Event.CONNECTED, setup_ms=round(ev.setup_ms))
-        elif isinstance(ev, Handle):
+        elif isinstance(ev, live.Handle):
             self._handle = (ev.value, time.monotonic())
-        elif isinstance(ev, Said):
+        elif isinstance(ev, live.Said):
             if self.settings.live.transcripts:
-                log.info("said: %s", ev.text, extra=fields(event="transcript", session=self.session_id, said=ev.text))
-        elif isinstance(ev, ModelAudio):
+                narration.transcript(self.session_id, said=ev.text)
+        elif isinstance(ev, live.ModelAudio):
             if self._discard_turn:
                 return
             if self.state is State.LISTENING:
@@ -260,18 +272,18 @@ class Assistant:
             if self.state is State.RESPONDING:
                 self._cancel(self._playout_task)  # more audio: the turn goes on
                 offset = self.playback.play(ev.pcm)
-                if self.echo is not None:
-                    self.echo.reference(offset, ev.pcm)
-        elif isinstance(ev, Interrupted):
+                if self.self_trigger is not None:
+                    self.self_trigger.reference(offset, ev.pcm)
+        elif isinstance(ev, live.Interrupted):
             self._discard_turn = False
             self.dispatch(Event.INTERRUPTED)
-        elif isinstance(ev, TurnComplete):
+        elif isinstance(ev, live.TurnComplete):
             self._discard_turn = False
             if self.state is State.RESPONDING:
                 self._playout_task = asyncio.create_task(self._wait_played_out(), name="playout")
-        elif isinstance(ev, Heard):
+        elif isinstance(ev, live.Heard):
             if self.settings.live.transcripts:
-                log.info("heard: %s", ev.text, extra=fields(event="transcript", session=self.session_id, heard=ev.text))
+                narration.transcript(self.session_id, heard=ev.text)
             if self.state is State.LISTENING:
                 self._restart_follow_up()  # someone is speaking: keep the window open
 
@@ -302,31 +314,16 @@ class Assistant:
                 if self.state in (State.IDLE, State.ERROR):
                     self.dispatch(Event.WAKE, detection=hit)
                 elif self.state is State.RESPONDING:
-                    if self.echo is not None and await self.echo.is_echo(item.at):
+                    if self.self_trigger is not None and await self.self_trigger.is_echo(item.at):
                         self.detector.reset()
                         continue
                     self.dispatch(Event.BARGE_IN, detection=hit)
 
-    async def _supervise(self, part, name: str) -> None:
-        """Run `part`; when it fails (a bug), log the cause and start it again. Five failures within a
-        minute end the daemon (exit 70, and systemd restarts it): a loop of the same crash helps no one."""
-        failures: list[float] = []
-        while True:
-            try:
-                await part()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001
-                now = time.monotonic()
-                failures = [t for t in failures if now - t < 60] + [now]
-                log.exception("%s failed (a bug: please report it with this log); restarting it", name,
-                              extra=fields(event="crash", state=self.state.value))
-                if len(failures) >= 5:
-                    raise
-                if self.state in IN_CONVERSATION:
-                    self.dispatch(Event.SESSION_FAILED, reason=f"{name} failed", kind="closed")
-                await asyncio.sleep(1.0)
+    def _crashed(self, name: str) -> None:
+        """A part failed (a bug) and is being restarted: the conversation it served cannot go on."""
+        if self.state in IN_CONVERSATION:
+            self.dispatch(Event.SESSION_FAILED, reason=f"{name} failed", kind="closed",
+                          failure=SessionError(f"{name} failed"))
 
     # -- running ----------------------------------------------------------------------------------
     @property
@@ -353,7 +350,8 @@ class Assistant:
             if mic_trouble is not None:
                 self.dispatch(Event.MIC_LOST, reason=f"{mic_trouble} pivoice keeps trying to open it (every "
                                                      f"{CAPTURE_RETRY_MAX:g} s at most) and listens once it is there.")
-            router = asyncio.create_task(self._supervise(self._route_audio, "the audio router"), name="audio-router")
+            router = asyncio.create_task(supervise(self._route_audio, "the audio router", self._crashed),
+                                         name="audio-router")
             stopped = asyncio.create_task(self._stopped.wait())
             await asyncio.wait({router, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if router.done():
@@ -367,8 +365,8 @@ class Assistant:
             self.capture.close()
             self.playback.close()
             self.detector.close()
-            if self.echo is not None:
-                self.echo.close()
+            if self.self_trigger is not None:
+                self.self_trigger.close()
 
     @staticmethod
     def _try_open(device: Capture | Playback) -> str | None:
@@ -420,52 +418,3 @@ class Assistant:
             self.dispatch(Event.TAP, from_index=press[1])
         elif press[0] is State.MUTED:
             log.info("muted: hold the button to unmute", extra=fields(event="button", state=self.state.value))
-
-
-_MESSAGES: dict[Event, str] = {
-    Event.READY: "ready: listening for {words}",
-    Event.WAKE: "heard {name!r} (score {score:.2f}): connecting to the Live API",
-    Event.CONNECTED: "session open in {setup_ms} ms: listening",
-    Event.MODEL_AUDIO: "answering",
-    Event.INTERRUPTED: "answer interrupted: listening",
-    Event.BARGE_IN: "heard {name!r} over the answer (score {score:.2f}): answer stopped, listening",
-    Event.BUTTON_DOWN: "button pressed: {what}",
-    Event.TAP: "button tapped: connecting to the Live API",
-    Event.TALK: "push-to-talk: speaking",
-    Event.MUTE_TOGGLE: "{what}",
-    Event.TURN_DONE: "answer played: listening for a follow-up",
-    Event.FOLLOW_UP_TIMEOUT: "no follow-up: conversation over, waiting for the wake word",
-    Event.MAX_DURATION: "conversation reached conversation.max_seconds: ended",
-    Event.SESSION_ENDED: "conversation ended: {reason}",
-    Event.SESSION_FAILED: "conversation failed: {reason}; {then}",
-    Event.RETRY: "ready to try the Gemini API again",
-    Event.RELOADED: "API key reloaded: ready",
-    Event.MIC_LOST: "{reason}",
-    Event.MIC_BACK: "the microphone is back: listening for the wake word",
-    Event.STOP: "stopping",
-}
-
-
-def log_transition(t: Transition) -> None:
-    info = dict(t.info)
-    det = info.pop("detection", None)
-    if det is not None:
-        info.update(name=det.name, score=det.score)
-    if t.event is Event.BUTTON_DOWN:
-        info["what"] = {State.LISTENING: "answer stopped, listening", State.IDLE: "conversation ended"}[t.new]
-    if t.event is Event.MUTE_TOGGLE:
-        info["what"] = ("muted: the microphone is off" if t.new is State.MUTED
-                        else "unmuted: listening for the wake word")
-    level = logging.INFO
-    if t.event is Event.SESSION_FAILED:
-        level = logging.ERROR if info.get("kind") in ("auth", "model") else logging.WARNING
-    if t.event is Event.MIC_LOST:
-        level = logging.ERROR
-    if t.old is State.ERROR and t.new is State.ERROR:  # a wake word or tap that cannot be served
-        log.warning("heard you, but cannot answer: %s", info.get("problem", "the Gemini API is unavailable"),
-                    extra=fields(event="refused", state=t.new.value))
-        return
-    log.log(level, _MESSAGES[t.event].format(**info),
-            extra={**fields(event=t.event.value, state=t.new.value, session=t.session or None,
-                            latency_ms=info.get("setup_ms")),
-                   "template": _MESSAGES[t.event]})  # repeats of it are rate-limited (logs.Flood)

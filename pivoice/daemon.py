@@ -18,9 +18,10 @@ from .credentials import CREDENTIAL_NAME, ApiKey, find_api_key
 from .errors import UserError
 from .gpio import Gpio
 from .live.session import make_client
+from .narration import log_transition
 from .systemd import Notifier, status_listener
 from .wake.detector import WakeDetector, resolve_models
-from .wake.echo import EchoGuard
+from .wake.self_trigger import SelfTriggerGuard
 
 log = logging.getLogger("pivoice")
 
@@ -89,11 +90,12 @@ def build(settings: Settings, key: ApiKey) -> Daemon:
         playback,
         detector,
         make_client(key, settings.live),
-        EchoGuard(resolve_models(settings.wake.models), settings.wake.threshold, playback.heard_at),
+        SelfTriggerGuard(resolve_models(settings.wake.models), settings.wake.threshold, playback.heard_at),
         aec,
     )
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
+    assistant.listeners.append(log_transition)
     assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
     assistant.listeners.append(gpio.on_transition)
     return Daemon(settings, assistant, gpio, notifier, key)

@@ -104,17 +104,19 @@ def next_state(state: State, event: Event) -> State | None:
     return _TABLE.get((state, event))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Transition:
     """What `Assistant.dispatch()` hands every listener (the log, LEDs, sd_notify): the state before and
-    after, the event, the conversation's number, and what the event carried (`info`, e.g. the detection
-    or the failure's reason). Listeners read it; they never change it."""
+    after, the event, the conversation's number, what the event carried (`info`, e.g. the detection or
+    the failure's reason) and, in ERROR, what it is about and what happens next. Listeners only read it."""
 
     old: State
     new: State
     event: Event
     session: int
     info: dict[str, Any] = field(default_factory=dict)
+    problem: str = ""  # ERROR: what is wrong, in words ("the microphone is unavailable")
+    then: str = ""  # ERROR: what happens next ("trying again in 4 s", "fix the key, then: ...")
 
 
 Listener = Callable[[Transition], None]

@@ -74,7 +74,7 @@ def status_listener(notifier: Notifier, wake_words: Callable[[], str]) -> Listen
         elif t.new is State.MUTED:
             notifier.send("STATUS=Muted (hold the button to unmute)")
         elif t.new is State.ERROR:
-            notifier.send(f"STATUS=Error: {t.info.get('problem', 'see the log')} — see journalctl -u pivoice")
+            notifier.send(f"STATUS=Error: {t.problem or 'see the log'} — see journalctl -u pivoice")
         elif t.new is State.STOPPED:
             notifier.send("STOPPING=1", "STATUS=Stopping")
 

@@ -241,7 +241,7 @@ def test_only_a_persons_wake_word_interrupts_an_answer_that_says_it(delay, mock_
     time.sleep(max(0.0, answering + 8.5 - time.monotonic()))
     # Not interrupted by its own voice...
     assert "barge_in" not in d.events(), d.events()
-    echo = d.assistant.echo
+    echo = d.assistant.self_trigger
     assert len(echo.hits) >= 1, "the answer's own 'hey jarvis' was not found in it"
     aec = d.assistant.aec
     print(f"echo delay beyond the clocks: {aec.delay and aec.delay / 16} ms; own wake word ignored {echo.ignored}x")

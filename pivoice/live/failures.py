@@ -53,6 +53,18 @@ class SessionError(Exception):
         """The conversation may go on at once on a new connection (a drop, not a refusal)."""
         return self.kind in ("server", "network", "timeout", "closed")
 
+    def problem(self, model: str) -> str:
+        """What is wrong, in a few words (for STATUS= and a refused wake word)."""
+        return {
+            "auth": "API key rejected",
+            "model": f"live.model '{model}' is not available",
+            "refused": "the Gemini API refused the session",
+            "quota": "quota or rate limit reached",
+            "network": "cannot reach the Gemini API",
+            "timeout": "the Gemini API does not answer",
+            "server": "the Gemini API has a problem",
+        }.get(self.kind, "the connection to the Gemini API failed")
+
 
 def classify(e: BaseException, settings: LiveSettings) -> SessionError:
     """A failure as one line saying what happened and what to do, with whether retrying can help."""
