@@ -135,12 +135,12 @@ def run_pivoice(words, pcm: np.ndarray | None, models: Path, device: str = "benc
 
     from pivoice.audio.capture import Capture
     from pivoice.audio.ring import PreRoll
-    from pivoice.wake.detector import WakeDetector
+    from pivoice.wake.detector import WakeDetector, resolve_models
 
     total = pcm.size if pcm is not None else float("inf")  # None: a live device, until killed
 
     async def main() -> dict:
-        det = WakeDetector(list(words), THRESHOLD)
+        det = WakeDetector(resolve_models(list(words)), THRESHOLD)
         cap = Capture(device, scorer=det.score)  # as pivoice.daemon.build wires them
         cap.open()
         await det.load()
@@ -176,10 +176,10 @@ def run_pivoice_score(words, pcm: np.ndarray, models: Path) -> dict:
     import asyncio
 
     from pivoice.audio.ring import Frame
-    from pivoice.wake.detector import WakeDetector
+    from pivoice.wake.detector import WakeDetector, resolve_models
 
     raw = pcm.astype("<i2").tobytes()
-    det = WakeDetector(list(words), THRESHOLD)
+    det = WakeDetector(resolve_models(list(words)), THRESHOLD)
     asyncio.run(det.load())
     t0, w0 = time.process_time(), time.monotonic()
     for k in range(pcm.size // CHUNK):
@@ -218,7 +218,7 @@ def run_pivoice_quiet(words, pcm: np.ndarray, models: Path, device: str = "bench
 
     from pivoice.audio.capture import Capture
     from pivoice.audio.ring import PreRoll
-    from pivoice.wake.detector import WakeDetector
+    from pivoice.wake.detector import WakeDetector, resolve_models
 
     preroll = PreRoll(PREROLL_RING_SECONDS)
 
@@ -231,7 +231,7 @@ def run_pivoice_quiet(words, pcm: np.ndarray, models: Path, device: str = "bench
             return super()._put(loop, item)
 
     async def main() -> dict:
-        det = WakeDetector(list(words), THRESHOLD)
+        det = WakeDetector(resolve_models(list(words)), THRESHOLD)
         cap = QuietCapture(device, scorer=det.score)
         cap.open()
         await det.load()

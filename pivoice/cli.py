@@ -45,25 +45,25 @@ def _prepare(args: argparse.Namespace):
     models = resolve_models(settings.wake.models)
     if args.command == "check":
         load_engine(models)  # loaded in LiteRT and their shapes checked, as `run` will
-    return settings, key
+    return settings, key, models
 
 
-async def _run(settings, key) -> None:
+async def _run(settings, key, models) -> None:
     from .daemon import build
 
-    await build(settings, key).run()
+    await build(settings, key, models).run()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.setup("info")
     try:
-        settings, key = _prepare(args)
+        settings, key, models = _prepare(args)
         if args.command == "check":
             print(f"OK: config {settings.source}, API key from {key.source}, "
                   f"wake words {', '.join(settings.wake.models)}")
             return EX_OK
-        asyncio.run(_run(settings, key))
+        asyncio.run(_run(settings, key, models))
         log.info("stopped")
         return EX_OK
     except UserError as e:

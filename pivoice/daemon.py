@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import logs
 from .assistant import Assistant
@@ -80,17 +81,19 @@ class Daemon:
                     loop.remove_signal_handler(sig)
 
 
-def build(settings: Settings, key: ApiKey) -> Daemon:
+def build(settings: Settings, key: ApiKey, models: dict[str, Path] | None = None) -> Daemon:
+    """The daemon's parts, wired. `models`: the resolved wake-word models (resolved here when not given)."""
+    models = models if models is not None else resolve_models(settings.wake.models)
     aec = EchoCanceller() if settings.audio.echo_cancellation else None
     playback = Playback(settings.audio.output_device, echo=aec)
-    detector = WakeDetector(settings.wake.models, settings.wake.threshold)
+    detector = WakeDetector(models, settings.wake.threshold)
     assistant = Assistant(
         settings,
         Capture(settings.audio.input_device, scorer=detector.score, canceller=aec),
         playback,
         detector,
         make_client(key, settings.live),
-        SelfTriggerGuard(resolve_models(settings.wake.models), settings.wake.threshold, playback.heard_at),
+        SelfTriggerGuard(models, settings.wake.threshold, playback.heard_at),
         aec,
     )
     notifier = Notifier()

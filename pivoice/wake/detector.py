@@ -82,9 +82,10 @@ def load_engine(paths: dict[str, Path]) -> OpenWakeWordEngine:
 
 
 class WakeDetector:
-    def __init__(self, model_names: list[str], threshold: float):
+    def __init__(self, models: dict[str, Path], threshold: float):
+        """`models`: wake word name -> model file, as resolve_models() gives them."""
         self.threshold = threshold
-        self._paths = resolve_models(model_names)
+        self._paths = models
         # LiteRT interpreters are not thread-safe: they are loaded off the event loop, then used by
         # the capture thread only (score()).
         self._engine: OpenWakeWordEngine | None = None

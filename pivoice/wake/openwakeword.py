@@ -25,7 +25,6 @@ tested against (tests/test_wake.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -107,12 +106,6 @@ def _check_classifier(path: Path, inp: dict, out: dict) -> None:
             f"{path} is not an openWakeWord classifier (input shape {shape}, output shape {out_shape}; "
             f"expected (1, N, {EMB_FEATURES}) float32 in, one float32 score out)"
         )
-
-
-@dataclass
-class Score:
-    name: str
-    score: float
 
 
 class OpenWakeWordEngine:
