@@ -141,7 +141,8 @@ def test_closing_playback_while_the_speaker_hangs_waits_for_its_thread(soundcard
 
 
 def conversation_over(d, tmp_path) -> bytes:
-    """Waits for the conversation to end (the file plugin writes its tail then); the speaker's output."""
+    """Waits for the conversation to end (the file plugin writes its tail then); the speaker's output.
+    (The stand-in answers 1.5 s of audio into the session, well within the 4 s follow-up window.)"""
     d.wait_for("answer played: listening for a follow-up", timeout=20)
     d.wait_for("no follow-up: conversation over", timeout=10)
     time.sleep(0.3)
@@ -152,13 +153,13 @@ def conversation_over(d, tmp_path) -> bytes:
 def test_odd_length_audio_messages_play_whole(fault, soundcard, standin, run_daemon, tmp_path):
     reply = read_wav("reply_24k.wav")
     b = standin.behaviour
-    b.reply_after_seconds = 2.5
+    b.reply_after_seconds = 1.5
     b.reply_pcm = reply
     if fault == "samples split between messages":
         b.reply_chunk_bytes = 4801  # every message ends inside a sample
     else:
         b.stray_byte_in_chunk = 3
-    d = run_daemon(CONFIG.format(speaker="spk_file", follow_up=2.0), extra_env=standin.env())
+    d = run_daemon(CONFIG.format(speaker="spk_file", follow_up=4.0), extra_env=standin.env())
     start_conversation(d, soundcard)
     played = conversation_over(d, tmp_path)
     assert played.find(reply) >= 0, "the answer did not play whole and in order"
@@ -175,11 +176,11 @@ def dominant_hz(pcm: bytes, rate: int = 24000) -> float:
 
 def test_audio_at_another_rate_is_resampled(soundcard, standin, run_daemon, tmp_path):
     b = standin.behaviour
-    b.reply_after_seconds = 2.5
+    b.reply_after_seconds = 1.5
     b.reply_pcm = tone(3.0, 440.0, rate=16000)
     b.reply_chunk_bytes = 6400
     b.reply_mime = "audio/pcm;rate=16000"
-    d = run_daemon(CONFIG.format(speaker="spk_file", follow_up=2.0), extra_env=standin.env())
+    d = run_daemon(CONFIG.format(speaker="spk_file", follow_up=4.0), extra_env=standin.env())
     start_conversation(d, soundcard)
     played = np.frombuffer(conversation_over(d, tmp_path), "<i2")
     loud = np.flatnonzero(np.abs(played) > 2000)
@@ -193,10 +194,10 @@ def test_audio_at_another_rate_is_resampled(soundcard, standin, run_daemon, tmp_
 
 def test_audio_pivoice_cannot_play_is_refused_with_one_warning(soundcard, standin, run_daemon, tmp_path):
     b = standin.behaviour
-    b.reply_after_seconds = 2.5
+    b.reply_after_seconds = 1.5
     b.reply_pcm = tone(2.0)
     b.reply_mime = "audio/mpeg"
-    d = run_daemon(CONFIG.format(speaker="spk_file", follow_up=2.0), extra_env=standin.env())
+    d = run_daemon(CONFIG.format(speaker="spk_file", follow_up=4.0), extra_env=standin.env())
     start_conversation(d, soundcard)
     d.wait_for(r"WARNING pivoice.audio: the Live API sent audio as 'audio/mpeg', which pivoice cannot play",
                timeout=20)
