@@ -172,6 +172,10 @@ class SoundCard:
         (Unloading the source would not do: PulseAudio moves its streams to another source.)"""
         self._pactl("suspend-source", "mic_feed", "1" if hung else "0")
 
+    def hang_speaker(self, hung: bool = True) -> None:
+        """The speaker stops taking audio (a hung sound card: writes to it make no progress) / takes it again."""
+        self._pactl("suspend-sink", "speaker", "1" if hung else "0")
+
     def say(self, pcm: bytes) -> float:
         """Queue 16 kHz audio for the microphone; returns how long until it has all been heard (s)."""
         with self._lock:

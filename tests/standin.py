@@ -65,6 +65,8 @@ class Behaviour:
     garbage: bool = False
     reply_on_activity_end: bool = False  # answer when the client ends an activity (VAD off)
     faults_once: bool = True  # go_away/drop/stall only on the first connection
+    reply_mime: str = "audio/pcm;rate=24000"  # the inlineData mimeType of each reply message
+    stray_byte_in_chunk: int | None = None  # this reply message (0-based) gets one byte too many at its end
 
 
 @dataclass
@@ -255,9 +257,10 @@ class LiveStandIn:
                 return
             if faults and b.stall_after_chunks is not None and n >= b.stall_after_chunks:
                 await asyncio.sleep(3600)  # stalled: the socket stays open, nothing more comes
-            data = base64.b64encode(pcm[i : i + b.reply_chunk_bytes]).decode()
+            chunk = pcm[i : i + b.reply_chunk_bytes] + (b"\x5a" if n == b.stray_byte_in_chunk else b"")
+            data = base64.b64encode(chunk).decode()
             await ws.send(json.dumps({"serverContent": {"modelTurn": {"parts": [
-                {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": data}}]}}}))
+                {"inlineData": {"mimeType": b.reply_mime, "data": data}}]}}}))
             if b.reply_pace:
                 await asyncio.sleep(b.reply_pace)
         if not self._stop_reply:

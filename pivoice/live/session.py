@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from ..audio.convert import AnswerAudio
 from ..config import LiveSettings
 from ..credentials import ApiKey
 from ..logs import fields
@@ -44,7 +45,7 @@ class Connected:
 
 @dataclass(frozen=True)
 class ModelAudio:
-    pcm: bytes  # 24 kHz mono s16le
+    pcm: bytes  # 24 kHz mono s16le, whole samples (AnswerAudio makes it so)
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class LiveSession:
         self._in_turn = False
         self._go_away_at: float | None = None  # monotonic deadline of a GoAway
         self._switch_at: float | None = None  # after a GoAway: when to switch, at a turn boundary
+        self._audio = AnswerAudio()  # the model's audio, checked: whole samples at 24 kHz
 
     # -- what the assistant sends: queued at once, sent in order on the current connection -------------
     def send_audio(self, pcm: bytes) -> None:
@@ -252,8 +254,7 @@ class LiveSession:
             if self._in_turn:
                 # The answer was cut by the switch (a GoAway that ran out, or a drop): the new
                 # connection does not continue it. What was received plays to its end.
-                self._in_turn = False
-                self._on_event(TurnComplete())
+                self._turn_complete()
 
     def _resend_recent(self) -> None:
         cutoff = time.monotonic() - RESEND_SECONDS
@@ -368,18 +369,25 @@ class LiveSession:
             for part in sc.model_turn.parts:
                 if part.inline_data and part.inline_data.data:
                     self._in_turn = True
-                    self._on_event(ModelAudio(part.inline_data.data))
+                    if pcm := self._audio.take(part.inline_data.data, part.inline_data.mime_type):
+                        self._on_event(ModelAudio(pcm))
         if sc.input_transcription and sc.input_transcription.text:
             self._on_event(Heard(sc.input_transcription.text))
         if sc.output_transcription and sc.output_transcription.text:
             self._on_event(Said(sc.output_transcription.text))
         if sc.interrupted:
             self._in_turn = False
+            self._audio.end_turn()  # the rest of an interrupted answer is not played
             self._on_event(Interrupted())
         if sc.turn_complete:
-            self._in_turn = False
-            self._on_event(TurnComplete())
+            self._turn_complete()
         return fresh
+
+    def _turn_complete(self) -> None:
+        self._in_turn = False
+        if tail := self._audio.end_turn():
+            self._on_event(ModelAudio(tail))
+        self._on_event(TurnComplete())
 
 
 def _seconds(duration) -> float:
