@@ -51,6 +51,7 @@ class Behaviour:
     reply_pace: float = 0.0  # seconds between reply messages (0: as fast as the socket takes them)
     input_transcripts: bool = False  # send inputTranscription while speech arrives
     max_replies: int = 1  # replies per session
+    max_replies_in_all: int | None = None  # replies over all sessions (a resumed conversation's too)
     handles: bool = False  # send sessionResumptionUpdate (a new handle after setup and each turn)
     valid_key: str | None = None  # refuse other keys with close 1008, as the service does
     go_away_after_bytes: int | None = None  # send goAway once this much audio arrived on a connection
@@ -225,6 +226,8 @@ class LiveStandIn:
                     await ws.send(json.dumps({"serverContent": {"inputTranscription": {"text": "..."}}}))
                 if (b.reply_after_seconds is not None and reply_task is None
                         and len(sess.replies_started) < b.max_replies
+                        and (b.max_replies_in_all is None
+                             or sum(len(x.replies_started) for x in self.sessions) < b.max_replies_in_all)
                         and turn_bytes >= b.reply_after_seconds * 32000):
                     reply_task = asyncio.create_task(self._reply(ws, sess, faults))
                 if reply_task is not None and reply_task.done():
