@@ -45,10 +45,12 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
+from .format import IN_RATE, OUT_RATE, SAMPLE_DTYPE
+
 log = logging.getLogger("pivoice.audio")
 
-RATE = 16000
-PLAY_RATE = 24000
+RATE = IN_RATE
+PLAY_RATE = OUT_RATE
 BLOCK = 256
 PARTS = 4  # 4 x 256 = 1024 taps: 64 ms of echo path after the direct sound
 TAPS = PARTS * BLOCK
@@ -178,7 +180,7 @@ class EchoCanceller:
     # -- the playback thread ----------------------------------------------------------------------
     def played(self, pcm: bytes, heard_end: float) -> None:
         """24 kHz mono s16le just written to the speaker; its last sample is heard at `heard_end`."""
-        x = np.frombuffer(pcm, "<i2").astype(np.float32)
+        x = np.frombuffer(pcm, SAMPLE_DTYPE).astype(np.float32)
         with self._lock:
             jumped = self._play_clock.add(heard_end - (self._epoch_in + x.size) / PLAY_RATE)
             if jumped or self._resampler is None:
@@ -273,7 +275,7 @@ class EchoCanceller:
         """A microphone frame (16 kHz s16le, `end` the index after its last sample, read at `at`) with the
         echo of what the speaker played taken out; any length. Frames should come in order; a gap
         restarts the filter's input history (not what it learned)."""
-        d = np.frombuffer(pcm, "<i2").astype(np.float32)
+        d = np.frombuffer(pcm, SAMPLE_DTYPE).astype(np.float32)
         n = d.size
         start = end - n
         before = self._mic_clock.offset
@@ -307,7 +309,7 @@ class EchoCanceller:
         self._track()
         self.stats["in"] += float(np.dot(d, d))
         self.stats["out"] += float(np.dot(out, out))
-        return np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes()
+        return np.clip(np.round(out), -32768, 32767).astype(SAMPLE_DTYPE).tobytes()
 
     def _filter(self, x: np.ndarray, d: np.ndarray) -> np.ndarray:
         """Output for every sample given: whole blocks through the adaptive filter; what is left (frames

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .alsa import PcmParams, open_pcm
 from .convert import Converter
+from .format import IN_RATE
 from .ring import Frame
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pivoice.audio")
 
-RATE = 16000
+RATE = IN_RATE
 PERIOD_FRAMES = 1280  # 80 ms: one wake-word step, one Live API message
 PERIODS = 4
 

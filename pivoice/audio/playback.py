@@ -31,10 +31,11 @@ import alsaaudio
 from ..logs import fields
 from .alsa import PcmParams, open_pcm
 from .convert import Converter
+from .format import OUT_RATE
 
 log = logging.getLogger("pivoice.audio")
 
-RATE = 24000
+RATE = OUT_RATE
 PERIOD_FRAMES = 480  # 20 ms
 PERIODS = 4
 POLL_MS = 20  # the longest the thread waits on the device before looking at stop / flush again

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..audio.convert import AnswerAudio
+from ..audio.format import IN_MIME
 from ..config import LiveSettings
 from ..credentials import ApiKey
 from ..logs import fields
@@ -29,7 +30,6 @@ from .failures import MAX_MESSAGE_BYTES, SessionError, classify, unreadable
 
 log = logging.getLogger("pivoice.live")
 
-INPUT_MIME = "audio/pcm;rate=16000"
 RESEND_SECONDS = 0.5  # audio sent again after a connection dropped (what may have been in flight)
 GOAWAY_MARGIN = 1.0  # switch this long before a GoAway's time runs out, turn boundary or not
 HANDLE_WAIT = 0.5  # after a GoAway, at a turn boundary: how long to wait for the turn's handle
@@ -298,7 +298,7 @@ class LiveSession:
                     await session.send_realtime_input(activity_end=types.ActivityEnd())
                     continue
                 pcm = item
-                await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
+                await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=IN_MIME))
             except BaseException:
                 self._outgoing.put_front([item])  # not sent: it goes on the next connection
                 raise

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from ..audio.format import IN_RATE, OUT_RATE, SAMPLE_DTYPE
 from .openwakeword import OpenWakeWordEngine
 
 log = logging.getLogger("pivoice.wake")
@@ -58,10 +59,10 @@ class SelfTriggerGuard:
         if self._engine is None:
             self._engine = OpenWakeWordEngine(self._paths)
         if self._resampler is None:
-            self._resampler = soxr.ResampleStream(24000, 16000, 1, dtype="int16")
+            self._resampler = soxr.ResampleStream(OUT_RATE, IN_RATE, 1, dtype="int16")
             self._engine.reset()
             self._start, self._fed = offset, 0
-        x = self._resampler.resample_chunk(np.frombuffer(pcm, "<i2"))
+        x = self._resampler.resample_chunk(np.frombuffer(pcm, SAMPLE_DTYPE))
         before = self._fed
         self._fed += x.size
         pending = before % 1280
