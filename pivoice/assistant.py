@@ -95,7 +95,7 @@ class Assistant:
         for listener in self.listeners:
             try:
                 listener(t)
-            except Exception:  # noqa: BLE001 - a listener must never take the assistant down
+            except Exception:  # a listener must never take the assistant down
                 log.exception("state listener failed")
 
     def _leave(self, t: Transition) -> None:

@@ -135,6 +135,12 @@ class _Clock:
     def reset(self) -> None:
         self.offset, self._seen, self._jump, self._frozen = None, [], [], False
 
+    @property
+    def placed(self) -> float:
+        """The offset, once an estimate has come (every caller has added one first)."""
+        assert self.offset is not None
+        return self.offset
+
 
 @dataclass
 class _Epoch:
@@ -186,9 +192,10 @@ class EchoCanceller:
             if jumped or self._resampler is None:
                 self._new_epoch(heard_end - x.size / PLAY_RATE)
             self._epoch_in += x.size
+            assert self._resampler is not None  # _new_epoch made it
             y = self._resampler.resample_chunk(x)
             self._append(y)
-            self._epochs[-1].offset = self._play_clock.offset - self._epochs[-1].first / RATE
+            self._epochs[-1].offset = self._play_clock.placed - self._epochs[-1].first / RATE
             self._epochs[-1].end = self._written
 
     def _new_epoch(self, start_time: float) -> None:
@@ -269,7 +276,7 @@ class EchoCanceller:
         """When the reference sample that lines up with microphone sample `index` was heard: MARGIN
         samples ahead of the echo, so the filter sees the direct sound MARGIN taps in."""
         delay = self.delay if self.delay is not None else 0
-        return self._mic_clock.offset + (index + MARGIN - delay) / RATE
+        return self._mic_clock.placed + (index + MARGIN - delay) / RATE
 
     def process(self, end: int, at: float, pcm: bytes) -> bytes:
         """A microphone frame (16 kHz s16le, `end` the index after its last sample, read at `at`) with the
@@ -284,7 +291,7 @@ class EchoCanceller:
             # Once the filter has learned, a change of the clock's estimate must not move the reference:
             # a jump re-anchors the clock (what the corrections made up for is gone: the checks find the
             # rest); the estimate settling after it is folded into the corrections.
-            moved = self._mic_clock.offset - before
+            moved = self._mic_clock.placed - before
             with self._lock:
                 for e in self._epochs:
                     e.correction = 0.0 if jumped else e.correction + moved
@@ -406,7 +413,8 @@ class EchoCanceller:
                 self._held += x.size
 
     def _event(self, what: str) -> None:
-        self.events.append(f"{what} [checked {self._checked}, held {self._held}, ef/ed {self._ef / max(self._ed, 1e-9):.2f}]")
+        ratio = self._ef / max(self._ed, 1e-9)
+        self.events.append(f"{what} [checked {self._checked}, held {self._held}, ef/ed {ratio:.2f}]")
 
     def _learn_delay(self) -> None:
         if self._far_since_estimate < (ESTIMATE_FIRST if self.delay is None else ESTIMATE_EVERY):
@@ -496,7 +504,7 @@ class EchoCanceller:
     def estimate_delay(self, start: int, mic: np.ndarray) -> int | None:
         """GCC-PHAT between microphone samples [start, start + len(mic)) and the reference; the lag in
         samples (echo later than the clocks say: positive), or None without a clear peak."""
-        ref = self._reference(self._mic_clock.offset + (start - LATEST) / RATE, mic.size + LATEST + EARLIEST)
+        ref = self._reference(self._mic_clock.placed + (start - LATEST) / RATE, mic.size + LATEST + EARLIEST)
         size = _fft_size(ref.size + mic.size)
         R = np.fft.rfft(ref, size)
         cross = R * np.conj(np.fft.rfft(mic, size))

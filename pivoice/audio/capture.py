@@ -65,7 +65,7 @@ class Capture:
         self.on_lost: Callable[[str], Any] | None = None
         self.on_back: Callable[[], Any] | None = None
         self._pcm: Any = None
-        self._poll: select.poll | None = None
+        self._poll: Any = None  # select.poll of the device's descriptors, while it is open
         self._convert: Converter | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -25,6 +25,7 @@ import select
 import threading
 import time
 from collections import deque
+from typing import Any
 
 import alsaaudio
 
@@ -56,8 +57,8 @@ class Playback:
         self.device = device
         self.key = key
         self.echo = echo
-        self._pcm = None
-        self._poll = None
+        self._pcm: Any = None  # alsaaudio.PCM while open (used by the playback thread only)
+        self._poll: Any = None  # select.poll of its descriptors
         self._convert: Converter | None = None
         self._queue: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()  # None: wake up
         # The played stream's timeline, in 24 kHz samples since start: `queued` counts what play() was

@@ -1,8 +1,8 @@
 """One Gemini Live API conversation over google-genai's `client.aio.live.connect`.
 
 The session sends what the assistant queues with `send_audio()` (16 kHz mono s16le) and the activity
-markers, in order, from the first frame queued (the pre-roll and whatever was said while connecting) to the last, and reports what the
-server says through `on_event`. It knows nothing of states, devices or timers.
+markers, in order, from the first frame queued (the pre-roll and whatever was said while connecting) to
+the last, and reports what the server says through `on_event`. It knows nothing of states, devices or timers.
 
 One conversation may span several WebSocket connections: the session asks for resumption handles and,
 when the server announces a GoAway (at the next turn boundary, or before its time runs out) or the
@@ -347,6 +347,7 @@ class LiveSession:
         return min(waits) if waits else None
 
     def _switch_deadline(self) -> float:
+        assert self._go_away_at is not None  # only asked after a GoAway
         return min(self._go_away_at, self._switch_at or self._go_away_at)
 
     def _dispatch(self, msg) -> bool:

@@ -49,7 +49,7 @@ class SelfTriggerGuard:
         self._heard_at = heard_at
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo")
         self._engine: OpenWakeWordEngine | None = None
-        self._resampler = None
+        self._resampler: soxr.ResampleStream | None = None
         self._start = 0  # 24 kHz stream offset of the reference audio's first sample since reset
         self._fed = 0  # 16 kHz samples fed since reset
         self.hits: list[int] = []  # 24 kHz stream offsets at which the answer itself says the wake word
