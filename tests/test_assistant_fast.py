@@ -10,8 +10,19 @@ import asyncio
 import re
 
 import pytest
-from fakes import (END, START, FakeCapture, FakeDetector, FakeLiveClient, FakePlayback, audio_msg, dropped,
-                   settle, turn_complete_msg, until)
+from fakes import (
+    END,
+    START,
+    FakeCapture,
+    FakeDetector,
+    FakeLiveClient,
+    FakePlayback,
+    audio_msg,
+    dropped,
+    settle,
+    turn_complete_msg,
+    until,
+)
 
 from pivoice.assistant import Assistant
 from pivoice.config import parse

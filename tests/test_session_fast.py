@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fakes import FakeLiveClient, audio_msg, go_away_msg, handle_msg, settle, turn_complete_msg, until
+from fakes import END, START, FakeLiveClient, audio_msg, go_away_msg, handle_msg, settle, turn_complete_msg, until
 
 from pivoice.config import parse
 from pivoice.live import session as live
@@ -164,5 +164,30 @@ def test_go_away_switches_at_the_turn_boundary_and_sends_nothing_twice():
         kinds = [type(e).__name__ for e in events if not isinstance(e, live.Handle)]
         assert kinds == ["Connected", "ModelAudio", "ModelAudio", "TurnComplete", "Connected"]
         assert events.index(live.Handle("h2")) < len(events) - 1 and events[-1].resumed
+
+    asyncio.run(body())
+
+
+def test_a_push_to_talk_activity_goes_on_across_a_drop():
+    """Held button, then the connection drops: the new connection is told the person is speaking
+    before it gets the resent and the new audio, so the activity_end that follows has its start."""
+    async def body():
+        client, events = FakeLiveClient(), []
+        s, task = start(client, events)
+        await until(lambda: client.connections, "the first connection")
+        first = client.connections[0]
+        first.push(handle_msg("h1"))
+        await until(lambda: live.Handle("h1") in events, "the handle")
+        s.activity_start()
+        await speak(s, first, [frame(1), frame(2)])
+        first.drop(code=1006)
+        await until(lambda: len(client.connections) == 2, "the second connection")
+        second = client.connections[1]
+        await speak(s, second, [frame(3)])
+        s.activity_end()
+        await until(lambda: second.sent[-1:] == [END], "the end of the activity")
+        await stop(task)
+        assert first.sent == [START, frame(1), frame(2)]
+        assert second.sent == [START, frame(1), frame(2), frame(3), END]
 
     asyncio.run(body())

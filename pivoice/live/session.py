@@ -187,6 +187,7 @@ class LiveSession:
         self._outgoing = _SendQueue()
         self.handle = handle  # the newest resumable handle
         self._recent: deque[tuple[float, bytes]] = deque()  # (when sent, pcm), for a resend
+        self._activity_open = False  # activity_start sent on this connection, activity_end not yet
         self._sending = False  # a send is under way (cancelling it could leave half a frame)
         self._heard_from = False  # the current connection has had a message from the server
         self._in_turn = False
@@ -251,6 +252,10 @@ class LiveSession:
                     pass
             resumed = True
             self._go_away_at = self._switch_at = None
+            if self._activity_open:
+                # The person is still speaking (push-to-talk held): the new connection hears that first.
+                self._outgoing.put_front([_Activity.START])
+                self._activity_open = False
             if self._in_turn:
                 # The answer was cut by the switch (a GoAway that ran out, or a drop): the new
                 # connection does not continue it. What was received plays to its end.
@@ -293,9 +298,11 @@ class LiveSession:
             try:
                 if item is _Activity.START:
                     await session.send_realtime_input(activity_start=types.ActivityStart())
+                    self._activity_open = True
                     continue
                 if item is _Activity.END:
                     await session.send_realtime_input(activity_end=types.ActivityEnd())
+                    self._activity_open = False
                     continue
                 pcm = item
                 await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=IN_MIME))
