@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from conftest import ROOT
+from harness import ROOT
 
 
 def readme_commands() -> list[str]:
