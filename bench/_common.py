@@ -1,7 +1,8 @@
 """Shared by the bench/ scripts: paths, the machine header, tables, statistics, process accounting.
 
-The scripts reuse the test harness (tests/conftest.py: the PulseAudio virtual sound card, the clips;
-tests/standin.py: the Live API stand-in) instead of copying it.
+The scripts reuse the test harness (tests/harness.py: the PulseAudio virtual sound card, the test PCMs and
+environment, pivoice as a subprocess or in this process, the clips; tests/standin.py: the Live API
+stand-in) instead of copying it.
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ def require(*programs: str) -> None:
 
 
 def exit_on_sigterm() -> None:
-    """Make SIGTERM raise SystemExit, so the `finally` blocks that stop the virtual sound card (a
-    daemonized PulseAudio) and pivoice run: a killed benchmark leaves nothing running."""
+    """Make SIGTERM raise SystemExit, so the `finally` blocks that stop the virtual sound card and pivoice
+    and remove the temporary files run (what the harness starts also dies with this process)."""
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -134,8 +135,3 @@ def venv_python() -> str:
     """The project's venv interpreter (the one the README's setup makes), else this one."""
     p = ROOT / ".venv" / "bin" / "python"
     return str(p) if p.exists() else sys.executable
-
-
-def decode_flac(path: Path) -> bytes:
-    return subprocess.run(["sox", str(path), "-t", "raw", "-r", "16000", "-c", "1", "-b", "16",
-                           "-e", "signed-integer", "-"], check=True, capture_output=True).stdout

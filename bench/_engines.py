@@ -126,7 +126,7 @@ async def _consume(cap, preroll, total) -> tuple[int, float, float]:
     return hits, time.process_time() - t0, time.monotonic() - w0
 
 
-def run_pivoice(words, pcm: np.ndarray | None, models: Path, device: str = "bench_mic") -> dict:
+def run_pivoice(words, pcm: np.ndarray | None, models: Path, device: str = "mic_file") -> dict:
     """pivoice.audio.capture.Capture on an ALSA file-plugin PCM (HOME holds the .asoundrc), scoring each
     frame in its thread with pivoice.wake.detector.WakeDetector.score, consumed by an asyncio loop as
     Assistant._route_audio consumes it while idle: `async for item, hit in capture.frames()`, the
@@ -189,7 +189,7 @@ def run_pivoice_score(words, pcm: np.ndarray, models: Path) -> dict:
     return r
 
 
-def run_pivoice_capture(words, pcm: np.ndarray, models: Path, device: str = "bench_mic") -> dict:
+def run_pivoice_capture(words, pcm: np.ndarray, models: Path, device: str = "mic_file") -> dict:
     """Capture alone (scoring off): the ALSA reads and the capture thread -> event loop hand-over."""
     import asyncio
 
@@ -210,7 +210,7 @@ def run_pivoice_capture(words, pcm: np.ndarray, models: Path, device: str = "ben
     return asyncio.run(main())
 
 
-def run_pivoice_quiet(words, pcm: np.ndarray, models: Path, device: str = "bench_mic") -> dict:
+def run_pivoice_quiet(words, pcm: np.ndarray, models: Path, device: str = "mic_file") -> dict:
     """A prototype, bench code built from pivoice's classes: as pivoice's path, but the capture thread also
     keeps the pre-roll ring and hands a frame to the event loop only with a detection (and, here, the last
     frame), so while idle no frame crosses threads. What is left of pivoice's extra is that hand-over."""

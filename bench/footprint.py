@@ -30,16 +30,9 @@ import time
 from pathlib import Path
 
 import _common as c
+from harness import CARD_AUDIO, NotifySocket, SoundCard, daemon_env, die_with_parent, make_home
 
-CONFIG = """
-[audio]
-input_device = "pv_mic"
-output_device = "pv_spk"
-[live]
-base_url = "https://127.0.0.1:9"
-[log]
-level = "info"
-"""
+CONFIG = CARD_AUDIO + '[live]\nbase_url = "https://127.0.0.1:9"\n[log]\nlevel = "info"\n'  # no Live API here
 
 
 class Proc:
@@ -48,7 +41,7 @@ class Proc:
     def __init__(self, cmd: list[str], env: dict[str, str], cwd: Path):
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
+                                     text=True, preexec_fn=die_with_parent)
         self.lines: list[tuple[float, str]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -102,27 +95,16 @@ def main() -> None:
     command = "bench/footprint.py " + " ".join(sys.argv[1:])
     started = time.monotonic()
 
-    from conftest import TEST_KEY, NotifySocket
     from pivoice.wake.openwakeword import builtin_models_dir
     from test_wake import unrelated_speech_in_noise
 
-    from latency import harness
-
-    TimedCard, _ = harness()
     tmp = Path(tempfile.mkdtemp(prefix="pivoice-bench-"))
-    home = tmp / "home"
-    home.mkdir()
-    (home / ".asoundrc").write_text('pcm.pv_mic { type pulse  device "mic_feed" }\n'
-                                    'pcm.pv_spk { type pulse  device "speaker" }\n')
+    home = make_home(tmp / "home", files=tmp)
     cfg = tmp / "pivoice.toml"
     cfg.write_text(CONFIG)
     cfg_debug = tmp / "pivoice-debug.toml"
     cfg_debug.write_text(CONFIG.replace('level = "info"', 'level = "debug"'))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "NOTIFY_SOCKET",
-                        "JOURNAL_STREAM", "INVOCATION_ID", "CREDENTIALS_DIRECTORY", "WATCHDOG_USEC")}
-    env.update(HOME=str(home), XDG_RUNTIME_DIR=str(home), PYTHONUNBUFFERED="1", PYTHONPATH=str(c.ROOT),
-               GEMINI_API_KEY=TEST_KEY)
+    env = daemon_env(home)
     py = c.venv_python()
     pivoice_cmd = [py, "-m", "pivoice", "run", "--config", str(cfg)]
     bare_cmd = [py, str(c.BENCH / "_engines.py"), "listen", "hey_jarvis", "pv_mic", str(builtin_models_dir())]
@@ -130,7 +112,7 @@ def main() -> None:
     arecord_cmd = ["arecord", "-q", "-D", "pv_mic", "-f", "S16_LE", "-r", "16000", "-c", "1", "-t", "raw",
                    "--period-size=1280", "--buffer-size=5120", os.devnull]
 
-    card = TimedCard(home).start()
+    card = SoundCard(home).start()
     procs: list[Proc] = []
     try:
         # 1. Start: to READY.

@@ -20,7 +20,7 @@ Measured, all on this process's monotonic clock:
   - interrupt -> silence: from the stand-in sending `interrupted` to the last sample of the answer
     reaching parec. Then --gpio-conversations (default 10) more conversations each interrupted by the
     talk button and by "hey jarvis" said over the answer (barge-in), on pivoice's daemon built in this
-    process (pivoice.daemon.build, as tests/conftest.py's InProcessDaemon) so gpiozero's mock pins can
+    process (pivoice.daemon.build, as tests/harness.py's InProcessDaemon) so gpiozero's mock pins can
     be driven: from the pin going low, or from the end of the spoken wake word, to the last sample of
     the answer (a quiet one there, as in tests/test_gpio.py). An interruption pivoice does not have is
     printed as "not built yet".
@@ -42,77 +42,24 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 import _common as c
+from harness import (Daemon, InProcessDaemon, SoundCard, SpeakerRecorder, daemon_env, make_home, read_wav,
+                     silence, tone)
 
 LOUD = 2000  # |sample| above this is the answer (the tone peaks at ~9800; the card is silent otherwise)
 SPK_RATE = 24000
 FOLLOW_UP = 1.5  # s: the answer must start within it (it does, ~0.4 s after connecting)
 
-CONFIG = """
-[audio]
-input_device = "pv_mic"
-output_device = "pv_spk"
-[conversation]
-follow_up_seconds = {follow_up}
-[live]
-model = "bench-model"
-[log]
-level = "info"
-"""
 
-
-# -- instrumented test harness (subclasses; tests/ is not modified) --------------------------------
-def harness():
-    from conftest import SoundCard
+# -- the tests' harness, instrumented (subclasses; tests/ is not modified) ----------------------------
+def timed_standin(tmp_path: Path):
+    """The tests' Live API stand-in, whose sessions' received audio remembers when each piece arrived."""
     from standin import LiveStandIn
-
-    class TimedCard(SoundCard):
-        """The tests' SoundCard, recording when each 20 ms chunk went into the microphone pipe."""
-
-        def __init__(self, runtime: Path):
-            super().__init__(runtime)
-            self.consumed = 0  # samples taken for the pipe so far (queued audio and padding silence)
-            self.writes: list[tuple[float, float, int]] = []  # (monotonic, wall, first sample) per chunk
-
-        def _feed(self) -> None:
-            next_t = time.monotonic()
-            while not self._stop.is_set():
-                with self._lock:
-                    chunk = bytes(self._pending[: self.CHUNK])
-                    del self._pending[: self.CHUNK]
-                    first = self.consumed
-                    self.consumed += self.CHUNK // 2
-                chunk += b"\0" * (self.CHUNK - len(chunk))
-                try:
-                    self._fifo.write(chunk)
-                except OSError:
-                    return
-                self.writes.append((time.monotonic(), time.time(), first))
-                self.fed_samples += self.CHUNK // 2
-                next_t += 0.02
-                time.sleep(max(0.0, next_t - time.monotonic()))
-
-        def say_at(self, pcm: bytes) -> int:
-            """Queue audio; returns the microphone sample index at which it starts."""
-            with self._lock:
-                start = self.consumed + len(self._pending) // 2
-                self._pending += pcm
-            return start
-
-        def written(self, sample: int) -> tuple[float, float] | None:
-            """(monotonic, wall) time at which `sample` was in the pipe."""
-            k = sample // (self.CHUNK // 2)  # chunk k holds samples k*320 .. k*320+319
-            if k < len(self.writes):
-                t, w, first = self.writes[k]
-                assert first <= sample < first + self.CHUNK // 2
-                return t, w
-            return None
 
     class TimedBytes(bytearray):
         """A session's received audio that remembers when each piece arrived."""
@@ -136,41 +83,25 @@ def harness():
             super().__init__(tmp_path)
             self.sessions = TimedSessions()
 
-    return TimedCard, TimedStandIn
+    return TimedStandIn(tmp_path)
 
 
-class Speaker:
-    """parec on speaker.monitor for the whole run: every sample, and when each read arrived."""
+class Speaker(SpeakerRecorder):
+    """The tests' speaker recorder (parec on speaker.monitor, each read stamped with when it arrived), for
+    the whole run, with the sink's clock recovered from those stamps."""
 
-    def __init__(self, card):
-        self.proc = card.record_speaker(Path(os.devnull))
-        self.data = bytearray()
-        self.reads: list[tuple[float, int]] = []  # (monotonic, samples received so far)
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+    def __init__(self, card: SoundCard, tmp_path: Path):
+        super().__init__(card, tmp_path, level=LOUD)
 
-    def _read(self) -> None:
-        while True:
-            chunk = self.proc.stdout.read1(4800)
-            if not chunk:
-                return
-            t = time.monotonic()
-            with self._lock:
-                self.data += chunk
-                self.reads.append((t, len(self.data) // 2))
-
-    def samples(self, start: int = 0) -> np.ndarray:
-        with self._lock:
-            return np.frombuffer(bytes(self.data[start * 2 : len(self.data) // 2 * 2]), "<i2")
+    def samples_from(self, start: int) -> np.ndarray:
+        return np.frombuffer(bytes(self.data[start * 2 : len(self.data) // 2 * 2]), "<i2")
 
     def clock(self):
         """sample indices -> monotonic times they reached parec. While a stream is open on the sink, the
         monitor delivers a continuous paced stream, so each read k says sample 0 of its run arrived at
         t_k - n_k / rate at the latest; the smallest of those over nearby reads (+-2 s) strips the delays
         of the reading thread. Runs are split where no read came for 0.1 s (nothing open on the sink)."""
-        with self._lock:
-            reads = np.array(self.reads, dtype=float)
+        reads = np.array(list(self.stamps), dtype=float)
         t, n = reads[:, 0], reads[:, 1]
         zero = t - n / SPK_RATE
         run = np.concatenate([[0], np.cumsum(np.diff(t) > 0.1)])
@@ -186,21 +117,16 @@ class Speaker:
 
     def first_loud_after(self, t0: float, level: int = LOUD) -> int | None:
         """The first sample of the answer that reached parec at or after t0."""
-        with self._lock:
-            if not self.reads:
-                return None
-            times = [r[0] for r in self.reads]
-            k = max(0, int(np.searchsorted(times, t0 - 0.5)) - 1)
-            start = int(self.reads[k][1]) if k > 0 else 0
-        loud = np.flatnonzero(np.abs(self.samples(start)) > level) + start
+        stamps = list(self.stamps)  # (the recorder stamps a read after adding its data)
+        if not stamps:
+            return None
+        k = max(0, int(np.searchsorted([r[0] for r in stamps], t0 - 0.5)) - 1)
+        start = int(stamps[k][1]) if k > 0 else 0
+        loud = np.flatnonzero(np.abs(self.samples_from(start)) > level) + start
         if not loud.size:
             return None
         late = loud[self.clock()(loud) >= t0]
         return int(late[0]) if late.size else None
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self._thread.join(3)
 
 
 # -- the virtual card's own latency: a tone written straight to pv_spk ------------------------------
@@ -210,8 +136,6 @@ def probe_card(n: int) -> None:
 
     from pivoice.audio.playback import PERIOD_FRAMES, PERIODS
     from pivoice.audio.playback import RATE as PLAY_RATE
-
-    from conftest import tone
 
     pcm = alsaaudio.PCM(alsaaudio.PCM_PLAYBACK, alsaaudio.PCM_NORMAL, device="pv_spk", channels=1,
                         rate=PLAY_RATE, format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=PERIOD_FRAMES,
@@ -249,39 +173,21 @@ def built(kind: str) -> bool:
         return True
     import importlib.util
 
-    import conftest
-
     # The tests' way of driving gpiozero's mock pins: pivoice's daemon built in this process.
-    return hasattr(conftest, "InProcessDaemon") and importlib.util.find_spec("gpiozero") is not None
+    return importlib.util.find_spec("gpiozero") is not None
 
 
-GPIO_CONFIG = """
-[audio]
-input_device = "pv_mic"
-output_device = "pv_spk"
-[gpio]
-led = "rgb"
-led_pins = [5, 6, 13]
-button_pin = 17
-long_press_seconds = 1.0
-[conversation]
-follow_up_seconds = {follow_up}
-[live]
-model = "bench-model"
-[log]
-level = "info"
-"""
-BUTTON_PIN = 17
+BUTTON_PIN = 17  # as in tests/test_gpio.py's CONFIG, which the in-process phase runs
 QUIET = 500  # the in-process phase plays a quiet answer (as tests/test_gpio.py does): louder than this
 
 
 def gpio_phase(n: int, card, standin, speaker, home: Path) -> list[dict]:
     """`n` conversations interrupted by the button and `n` by the wake word said over the answer,
-    alternating, on pivoice's daemon built in this process (pivoice.daemon.build, as tests/conftest.py's
+    alternating, on pivoice's daemon built in this process (pivoice.daemon.build, as tests/harness.py's
     InProcessDaemon does) so that gpiozero's mock pins can be driven."""
-    from conftest import InProcessDaemon, read_wav, silence, tone
     from gpiozero import Device
     from gpiozero.pins.mock import MockFactory, MockPWMPin
+    from test_gpio import CONFIG as GPIO_CONFIG
 
     Device.pin_factory = MockFactory(pin_class=MockPWMPin)
     os.environ.update(HOME=str(home), XDG_RUNTIME_DIR=str(home), **standin.env())
@@ -368,23 +274,14 @@ def main() -> None:
     command = "bench/latency.py " + " ".join(sys.argv[1:])
     started = time.monotonic()
 
-    from conftest import TEST_KEY, Daemon, read_wav, silence, tone
+    from test_conversation import CONFIG
 
-    TimedCard, TimedStandIn = harness()
     tmp = Path(tempfile.mkdtemp(prefix="pivoice-bench-"))
-    home = tmp / "home"
-    home.mkdir()
-    (home / ".asoundrc").write_text('pcm.pv_mic { type pulse  device "mic_feed" }\n'
-                                    'pcm.pv_spk { type pulse  device "speaker" }\n')
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "NOTIFY_SOCKET",
-                        "JOURNAL_STREAM", "INVOCATION_ID", "CREDENTIALS_DIRECTORY")}
-    env.update(HOME=str(home), XDG_RUNTIME_DIR=str(home), PYTHONUNBUFFERED="1", PYTHONPATH=str(c.ROOT),
-               GEMINI_API_KEY=TEST_KEY)
-
-    card = TimedCard(home).start()
-    standin = TimedStandIn(tmp).start()
-    speaker = Speaker(card)
+    home = make_home(tmp / "home", files=tmp)
+    env = daemon_env(home)
+    card = SoundCard(home).start()
+    standin = timed_standin(tmp).start()
+    speaker = Speaker(card, tmp)
     d = None
     try:
         # 1. The virtual card's own latency.
@@ -398,7 +295,7 @@ def main() -> None:
         card_ms = []
         at = speaker.clock()
         for w in writes:
-            if not speaker.reads or w < speaker.reads[0][0]:
+            if not speaker.stamps or w < speaker.stamps[0][0]:
                 continue  # parec was not receiving yet
             i = speaker.first_loud_after(w)
             if i is not None:
@@ -409,7 +306,8 @@ def main() -> None:
         standin.behaviour.reply_pcm = tone(4.0)
         standin.behaviour.reply_pace = 0.05
         cfg = tmp / "pivoice.toml"
-        cfg.write_text(CONFIG.format(follow_up=FOLLOW_UP))
+        config = CONFIG.format(speaker="pv_spk", follow_up=FOLLOW_UP)  # tests/test_conversation.py's set-up
+        cfg.write_text(config.replace('level = "debug"', 'level = "info"'))  # logging as a user's pivoice does
         d = Daemon(["run", "--config", str(cfg)], {**env, **standin.env()}, tmp)
         d.wait_for("ready: listening", timeout=60)
         jarvis, command_pcm = read_wav("hey_jarvis.wav"), read_wav("command_time_tokyo.wav")
@@ -451,7 +349,7 @@ def main() -> None:
         time.sleep(0.5)
 
         # 3. Reading the measurements.
-        samples = speaker.samples()
+        samples = speaker.samples
         loud = np.flatnonzero(np.abs(samples) > LOUD)
         loud_t = speaker.clock()(loud) if loud.size else np.zeros(0)
         detect, connect, to_server, to_speaker, interrupt = [], [], [], [], []
@@ -482,7 +380,7 @@ def main() -> None:
             if window.size:
                 interrupt.append(max(0.0, (window[-1] - cv["interrupt_sent"]) * 1000))
         if args.dump:
-            np.savez(args.dump, samples=samples, reads=np.array(speaker.reads), card_writes=np.array(writes),
+            np.savez(args.dump, samples=samples, reads=np.array(speaker.stamps), card_writes=np.array(writes),
                      events=json.dumps(convs), log="\n".join(d.lines))
         periods = {m.group(1): (m.group(2), m.group(3)) for line in d.lines
                    if (m := re.search(r"(capture|playback) open: \S+, period (\d+) frames, buffer (\d+) frames", line))}
@@ -493,7 +391,7 @@ def main() -> None:
         gpio_convs = gpio_phase(args.gpio_conversations, card, standin, speaker, home) \
             if gpio_kinds and args.gpio_conversations > 0 else []
         time.sleep(0.5)
-        samples = speaker.samples()
+        samples = speaker.samples
         quiet = np.flatnonzero(np.abs(samples) > QUIET)
         quiet_t = speaker.clock()(quiet) if quiet.size else np.zeros(0)
         gpio_ms: dict[str, list[float]] = {"button": [], "wake word (barge-in)": [], "detected": []}

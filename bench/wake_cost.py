@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 import _common as c
+from harness import decode_flac, make_home, read_wav, silence
 
 TARGET_RATIO = 1.15
 WORDS = {1: ["hey_jarvis"], 3: ["hey_jarvis", "alexa", "hey_mycroft"]}
@@ -59,7 +60,6 @@ OWW_PACKAGES = ["openwakeword==0.6.0", "tflite-runtime", "numpy<2"]
 
 # -- the recording ------------------------------------------------------------------------------------
 def build_recording(minutes: float) -> tuple[np.ndarray, str]:
-    from conftest import CLIPS, read_wav, silence
     from test_wake import noisy
 
     rng = np.random.default_rng(11)
@@ -67,7 +67,7 @@ def build_recording(minutes: float) -> tuple[np.ndarray, str]:
     def room(seconds: float) -> bytes:  # a quiet room through a real microphone: never exact zeros
         return np.clip(rng.normal(0, 30, int(seconds * 16000)), -32768, 32767).astype("<i2").tobytes()
 
-    speech = c.decode_flac(CLIPS / "unrelated_speech.flac")
+    speech = decode_flac("unrelated_speech.flac")
     wake1 = room(1.0) + read_wav("hey_jarvis.wav") + room(0.15) + read_wav("command_time_tokyo.wav") + room(2.0)
     wake2 = noisy(room(1.0) + read_wav("hey_jarvis_rp.wav") + room(0.15) + read_wav("command_paris.wav")
                   + room(2.0), snr_db=20)
@@ -154,10 +154,8 @@ def main() -> None:
     pcm, what = build_recording(args.minutes)
     tmp = Path(tempfile.mkdtemp(prefix="pivoice-bench-"))
     try:
-        raw = tmp / "recording.raw"
+        raw = make_home(tmp) / "mic.raw"  # the test PCM mic_file reads it: pivoice's path captures that
         pcm.tofile(raw)
-        (tmp / ".asoundrc").write_text(
-            f'pcm.bench_mic {{ type file  slave.pcm "null"  file "/dev/null"  infile "{raw}"  format "raw" }}\n')
         engines = [e for e in ENGINES if e != "openwakeword" or oww_python]
         results: dict[tuple[str, int], list[dict]] = {}
         for rnd in range(args.rounds):
@@ -216,10 +214,8 @@ def explain(args, command: str, started: float) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="pivoice-bench-"))
     results: dict[str, list[float]] = {}
     try:
-        raw = tmp / "recording.raw"
+        raw = make_home(tmp) / "mic.raw"  # the test PCM mic_file reads it: pivoice's path captures that
         pcm.tofile(raw)
-        (tmp / ".asoundrc").write_text(
-            f'pcm.bench_mic {{ type file  slave.pcm "null"  file "/dev/null"  infile "{raw}"  format "raw" }}\n')
         order = list(EXPLAIN)
         for rnd in range(args.rounds):
             for e in order if rnd % 2 == 0 else order[::-1]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import soxr
 
-from conftest import read_wav
+from harness import read_wav
 
 FRAME = 1280  # 16 kHz microphone frame (80 ms)
 PERIOD = 480  # 24 kHz playback period (20 ms)

@@ -6,7 +6,7 @@ import re
 import tomllib
 
 import pytest
-from conftest import ROOT
+from harness import ROOT
 
 from pivoice import config
 from pivoice.errors import ConfigError

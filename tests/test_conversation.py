@@ -8,7 +8,7 @@ import threading
 import time
 
 import numpy as np
-from conftest import TEST_KEY, read_wav, silence, tone
+from harness import TEST_KEY, read_wav, silence, tone
 
 CONFIG = """
 [audio]

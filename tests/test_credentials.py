@@ -8,7 +8,7 @@ import re
 import signal
 
 import pytest
-from conftest import TEST_KEY, read_wav, silence
+from harness import TEST_KEY, read_wav, silence
 
 from pivoice.credentials import find_api_key
 from pivoice.errors import ConfigError

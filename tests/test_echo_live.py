@@ -8,7 +8,7 @@ import logging
 import time
 
 import numpy as np
-from conftest import SpeakerRecorder, read_wav, silence
+from harness import SpeakerRecorder, read_wav, silence
 from test_gpio import CONFIG
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY
+from harness import TEST_KEY
 
 GOOD = """
 [audio]

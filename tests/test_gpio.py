@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SpeakerRecorder, read_wav, silence, tone
+from harness import SpeakerRecorder, read_wav, silence, tone
 
 from pivoice.config import GpioSettings, check_pins
 from pivoice.gpio import Gpio

@@ -9,22 +9,20 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import ROOT
+from harness import ROOT
 
 CRASHING_RUN = """
 import os, signal, sys, time
 sys.path.insert(0, {tests!r})
 from pathlib import Path
-from conftest import Daemon, SoundCard, SpeakerRecorder
+from harness import CARD_AUDIO, Daemon, SoundCard, SpeakerRecorder, daemon_env, make_home
 
-home = Path({home!r})
+home = make_home(Path({home!r}))
 card = SoundCard(home).start()
 recorder = SpeakerRecorder(card, home)
 config = home / "pivoice.toml"
-config.write_text('[audio]\\ninput_device = "pv_mic"\\noutput_device = "pv_spk"\\n')
-env = {{**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home), "GEMINI_API_KEY": "AIzaFAKE",
-       "PYTHONPATH": {root!r}}}
-daemon = Daemon(["run", "--config", str(config)], env, home)
+config.write_text(CARD_AUDIO)
+daemon = Daemon(["run", "--config", str(config)], daemon_env(home, "AIzaFAKE"), home)
 daemon.wait_for("ready: listening", timeout=30)
 print("all up", flush=True)
 os.kill(os.getpid(), signal.SIGKILL)  # the interpreter dies: no fixture teardown, no atexit
@@ -48,10 +46,7 @@ def processes_mentioning(text: str) -> list[str]:
 
 def test_a_test_process_that_dies_leaves_no_sound_server_or_daemon(tmp_path):
     home = tmp_path / "crashing-home"
-    home.mkdir()
-    (home / ".asoundrc").write_text('pcm.pv_mic { type pulse  device "mic_feed" }\n'
-                                    'pcm.pv_spk { type pulse  device "speaker" }\n')
-    script = textwrap.dedent(CRASHING_RUN).format(tests=str(ROOT / "tests"), home=str(home), root=str(ROOT))
+    script = textwrap.dedent(CRASHING_RUN).format(tests=str(ROOT / "tests"), home=str(home))
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "all up" in r.stdout, r.stdout + r.stderr
     assert r.returncode == -9

@@ -6,7 +6,7 @@ import logging
 import re
 import time
 
-from conftest import read_wav, silence, tone
+from harness import read_wav, silence, tone
 
 from pivoice import logs
 

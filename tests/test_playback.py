@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, SpeakerRecorder, read_wav, silence, tone
+from harness import ROOT, SpeakerRecorder, read_wav, silence, tone
 
 CONFIG = """
 [audio]

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import ROOT
+from harness import ROOT
 
 
 def readme_commands() -> list[str]:

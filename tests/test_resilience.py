@@ -7,7 +7,7 @@ import signal
 import socket
 import time
 
-from conftest import TEST_KEY, decode_flac, read_wav, silence
+from harness import TEST_KEY, decode_flac, read_wav, silence
 
 CONFIG = """
 [audio]

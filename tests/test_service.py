@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT, TEST_KEY, read_wav, silence
+from harness import ROOT, TEST_KEY, read_wav, silence
 
 from pivoice.systemd import Notifier
 

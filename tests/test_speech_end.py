@@ -1,6 +1,6 @@
 """The end of a spoken turn by energy (wake-word turns when the server's activity detection is off)."""
 
-from conftest import read_wav, silence
+from harness import read_wav, silence
 
 from pivoice.audio.speech_end import SpeechEnd
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import SoundCard, read_wav, silence
+from harness import SoundCard, read_wav, silence
 
 CONFIG = """
 [audio]

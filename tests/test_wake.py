@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import decode_flac, read_wav, silence
+from harness import decode_flac, read_wav, silence
 
 from pivoice.errors import ConfigError
 from pivoice.wake.detector import resolve_models
