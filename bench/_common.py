@@ -81,7 +81,7 @@ def table(rows: list[list[str]], head: list[str], align: str | None = None) -> s
     widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
 
     def fmt(r):
-        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)).rstrip()
+        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align, strict=True)).rstrip()
 
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([fmt(head), sep] + [fmt(r) for r in cells[1:]])

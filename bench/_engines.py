@@ -290,8 +290,8 @@ def result(words, samples, cpu, wall, scores) -> dict:
     except OSError:
         pass
     if scores is not None:
-        r["peak"] = {w: round(max(s), 4) for w, s in zip(words, scores)}
-        r["hits"] = {w: rising_edges(s) for w, s in zip(words, scores)}
+        r["peak"] = {w: round(max(s), 4) for w, s in zip(words, scores, strict=True)}
+        r["hits"] = {w: rising_edges(s) for w, s in zip(words, scores, strict=True)}
     return r
 
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 import _common as c
+import numpy as np
 from echo_scene import drive, scene
+
 from pivoice.audio.aec import EchoCanceller
 from pivoice.wake.openwakeword import OpenWakeWordEngine, builtin_models_dir
+
 
 def wake_hits(engine, x: np.ndarray, starts: list[float]) -> int:
     """How many of the person's wake words (starting at `starts`, s) score 0.5 within 2.5 s."""

@@ -95,8 +95,9 @@ def main() -> None:
     command = "bench/footprint.py " + " ".join(sys.argv[1:])
     started = time.monotonic()
 
-    from pivoice.wake.openwakeword import builtin_models_dir
     from test_wake import unrelated_speech_in_noise
+
+    from pivoice.wake.openwakeword import builtin_models_dir
 
     tmp = Path(tempfile.mkdtemp(prefix="pivoice-bench-"))
     home = make_home(tmp / "home", files=tmp)

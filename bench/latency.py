@@ -45,11 +45,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import _common as c
-from harness import (Daemon, InProcessDaemon, SoundCard, SpeakerRecorder, daemon_env, make_home, read_wav,
-                     silence, tone)
+import numpy as np
+from harness import Daemon, InProcessDaemon, SoundCard, SpeakerRecorder, daemon_env, make_home, read_wav, silence, tone
 
 LOUD = 2000  # |sample| above this is the answer (the tone peaks at ~9800; the card is silent otherwise)
 SPK_RATE = 24000
@@ -106,7 +104,7 @@ class Speaker(SpeakerRecorder):
         zero = t - n / SPK_RATE
         run = np.concatenate([[0], np.cumsum(np.diff(t) > 0.1)])
         lo, hi = np.searchsorted(t, t - 2.0), np.searchsorted(t, t + 2.0, side="right")
-        envelope = np.array([zero[a:b][run[a:b] == run[k]].min() for k, (a, b) in enumerate(zip(lo, hi))])
+        envelope = np.array([zero[a:b][run[a:b] == run[k]].min() for k, (a, b) in enumerate(zip(lo, hi, strict=True))])
 
         def at(i):
             i = np.asarray(i)
@@ -207,7 +205,7 @@ def gpio_phase(n: int, card, standin, speaker, home: Path) -> list[dict]:
             try:
                 card.say_at(silence(0.5) + jarvis + silence(0.15) + command_pcm)
                 d.wait_event("wake", timeout=15, after=t0)
-                standin.wait_for(lambda: len(standin.sessions) > base and standin.sessions[base].replies_started,
+                standin.wait_for(lambda base=base: len(standin.sessions) > base and standin.sessions[base].replies_started,
                                  15, "the stand-in to answer")
                 reply_at = standin.sessions[base].replies_started[0]
                 first, deadline = None, time.monotonic() + 10
@@ -323,7 +321,7 @@ def main() -> None:
             conv = {"wake_end_sample": wake_end}
             try:
                 d.wait_for(r"heard 'hey_jarvis'", timeout=15, start=first_line)
-                standin.wait_for(lambda: len(standin.sessions) > base and standin.sessions[base].replies_started,
+                standin.wait_for(lambda base=base: len(standin.sessions) > base and standin.sessions[base].replies_started,
                                  15, "the stand-in to answer")
                 sess = standin.sessions[base]
                 reply_at = sess.replies_started[0]
@@ -338,7 +336,7 @@ def main() -> None:
                 conv["interrupt_sent"] = standin.interrupt_now()
                 d.wait_for("answer interrupted", timeout=10, start=first_line)
                 d.wait_for("no follow-up: conversation over", timeout=10, start=first_line)
-                standin.wait_for(lambda: sess.closed_at is not None, 5, "the session to close")
+                standin.wait_for(lambda sess=sess: sess.closed_at is not None, 5, "the session to close")
                 conv.update(session=base, reply_at=reply_at, first_line=first_line)
             except AssertionError as e:
                 conv["error"] = str(e).splitlines()[0]

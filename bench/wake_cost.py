@@ -33,9 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import _common as c
+import numpy as np
 from harness import decode_flac, make_home, read_wav, silence
 
 TARGET_RATIO = 1.15
@@ -185,7 +184,7 @@ def main() -> None:
             threads = rs[0].get("os_threads", "-")
             note = oww_note if e == "openwakeword" else ""
             if e == "pivoice":
-                ratios[n] = [a / b for a, b in zip(v, base)]
+                ratios[n] = [a / b for a, b in zip(v, base, strict=True)]
             rows.append([ENGINES[e], n, f"{c.median(v) * 1000:.2f}", f"{c.median(v) * 100:.2f}%",
                          f"{c.median(v) / c.median(base):.2f}", f"{min(v) * 1000:.2f}-{max(v) * 1000:.2f}",
                          hits, "-" if peak is None else f"{peak:.3f}", f"{threads}{'  ' + note if note else ''}"])

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import soxr
-
 from harness import read_wav
 
 FRAME = 1280  # 16 kHz microphone frame (80 ms)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
+from typing import ClassVar
 
 from google.genai import errors, types
 from websockets.exceptions import ConnectionClosedError
@@ -264,7 +265,7 @@ class FakePlayback:
 class FakeDetector:
     """The wake-word detector as the assistant uses it (scoring itself is FakeCapture's `wake=`)."""
 
-    names = ["hey_jarvis"]
+    names: ClassVar[list[str]] = ["hey_jarvis"]
 
     def __init__(self):
         self.resets = 0

@@ -116,7 +116,7 @@ class SoundCard:
                 log = self.runtime / "pulse.log"
                 raise RuntimeError(f"pulseaudio did not start: {log.read_text() if log.exists() else ''}")
             time.sleep(0.05)
-        self._fifo = open(self.fifo, "wb", buffering=0)
+        self._fifo = open(self.fifo, "wb", buffering=0)  # noqa: SIM115 - open for the card's life; stop() closes it
         self._feeder = threading.Thread(target=self._feed, daemon=True)
         self._feeder.start()
         return self
@@ -426,7 +426,7 @@ class InProcessDaemon:
 
         try:
             asyncio.run(self.daemon.run(signals=False))
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             self.error = e
 
     def events(self) -> list[str]:

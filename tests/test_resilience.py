@@ -129,14 +129,16 @@ def test_follow_up_context_across_wake_ups(soundcard, standin, run_daemon):
     first_handle = standin.sessions[0].handles_out[-1]
     # Soon after: the next wake word continues the conversation.
     soundcard.say(read_wav("hey_jarvis.wav") + silence(0.15) + read_wav("command_paris.wav"))
-    standin.wait_for(lambda: len(standin.sessions) == 2, 10, "a second conversation")
+    standin.wait_for(lambda: len(standin.sessions) == 2 and standin.sessions[1].setup is not None, 10,
+                     "a second conversation, set up")
     assert standin.sessions[0].handle_in is None
     assert standin.sessions[1].handle_in == first_handle
     d.wait_for("no follow-up: conversation over", timeout=20, start=len(d.lines) - 1)
     # After resume_context_seconds (6 s): a fresh conversation.
     time.sleep(6.5)
     soundcard.say(read_wav("hey_jarvis.wav") + silence(0.5))
-    standin.wait_for(lambda: len(standin.sessions) == 3, 10, "a third conversation")
+    standin.wait_for(lambda: len(standin.sessions) == 3 and standin.sessions[2].setup is not None, 10,
+                     "a third conversation, set up")
     assert standin.sessions[2].handle_in is None
     d.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import shutil
@@ -104,7 +105,7 @@ def test_notify_follows_a_conversation(soundcard, standin, run_daemon, notify_so
     # WATCHDOG_USEC=1 s: pings every half second, the whole time it ran.
     pings = [t for t, m in notify_socket.messages if m == "WATCHDOG=1"]
     assert len(pings) >= 6
-    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert max(gaps) < 0.9, gaps
 
 

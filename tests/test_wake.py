@@ -85,7 +85,7 @@ def test_model_names_resolve_or_fail_clearly(tmp_path):
     custom = tmp_path / "my_word.tflite"
     custom.write_bytes((builtin_models_dir() / "alexa.tflite").read_bytes())
     assert resolve_models([str(custom)]) == {"my_word": custom}
-    with pytest.raises(ConfigError, match="unknown wake word model 'hey_siri'.*hey_jarvis"):
+    with pytest.raises(ConfigError, match=r"unknown wake word model 'hey_siri'.*hey_jarvis"):
         resolve_models(["hey_siri"])
     with pytest.raises(ConfigError, match="does not exist"):
         resolve_models([str(tmp_path / "missing.tflite")])
