@@ -1,0 +1,410 @@
+"""The installed service under a real systemd: Debian bookworm (systemd 252) and trixie (257) booted in
+containers (tests/container.py), pivoice installed there by scripts/install.sh, driven with systemctl and
+journalctl as a person would.
+
+Each release's container is built, booted and installed once per run and shared by these tests, in file
+order; the last one uninstalls. The virtual sound card (PulseAudio, tests/conftest.py) and the Live API
+stand-in run on the host and are reached from inside: an /etc/asound.conf names PCMs on the card's
+socket, and a test-only drop-in gives the service the stand-in's URL and CA. Nothing in that drop-in
+changes how the unit runs pivoice; where a test needs a shorter time (the watchdog, the start limit) its
+own drop-in says so and goes away after it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TEST_KEY, SoundCard, SpeakerRecorder, read_wav, silence
+from container import SHARE, PIP_CACHE, Container, build_root, copy_tree, remove_tree, require_root, source_files
+
+from standin import LiveStandIn
+
+RELEASES = ["bookworm", "trixie"]
+DROPINS = "/etc/systemd/system/pivoice.service.d"
+NEW_KEY = TEST_KEY + "-new"
+IDLE = "Listening for 'hey jarvis'"
+
+ASOUND = f"""# tests/test_systemd.py: the host's virtual sound card (PulseAudio) as ALSA PCMs.
+pcm.pv_mic {{ type pulse  device "mic_feed"  server "unix:{SHARE}/pulse.sock" }}
+pcm.pv_spk {{ type pulse  device "speaker"  server "unix:{SHARE}/pulse.sock" }}
+# A microphone that is not there until test 5 starts a second sound server.
+pcm.pv_late_mic {{ type pulse  device "mic_feed"  server "unix:{SHARE}/late/pulse.sock" }}
+"""
+
+
+@dataclass
+class System:
+    release: str
+    c: Container
+    card: SoundCard
+    standin: LiveStandIn
+    base: Path
+    install_log: str
+
+    def invocation(self) -> str:
+        return self.c.show("InvocationID")
+
+    def entries(self, *matches: str, invocation: str | None = None) -> list[dict]:
+        """pivoice's journal entries (this boot), as JSON, optionally of one run of the service."""
+        extra = [f"_SYSTEMD_INVOCATION_ID={invocation}"] if invocation else []
+        out = self.c.journal("-b", "-u", "pivoice", "-o", "json", *matches, *extra)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def events(self, invocation: str) -> list[str]:
+        return [e["PIVOICE_EVENT"] for e in self.entries(invocation=invocation) if "PIVOICE_EVENT" in e]
+
+    def wait_status(self, text: str, timeout: float = 60) -> None:
+        self.c.wait_for(f"STATUS={text!r} (now {self.c.show('StatusText')!r})",
+                        lambda: self.c.show("StatusText") == text, timeout)
+
+    def restart(self) -> None:
+        self.c.systemctl("restart", "pivoice")
+        self.wait_status(IDLE)
+
+    def converse(self) -> tuple[object, SpeakerRecorder]:
+        """A person says the wake word and a question; returns the stand-in's session and what the speaker
+        played, once the answer has been played and the conversation is over."""
+        n = len(self.standin.sessions)
+        rec = SpeakerRecorder(self.card, self.base)
+        try:
+            self.card.say(silence(0.5) + read_wav("hey_jarvis.wav") + silence(0.15)
+                          + read_wav("command_time_tokyo.wav"))
+            self.standin.wait_for(lambda: len(self.standin.sessions) > n and self.standin.sessions[n].replies_started,
+                                  40, f"a conversation in {self.release}")
+            self.wait_status(IDLE, 40)
+            time.sleep(0.3)
+        finally:
+            rec.stop()
+        return self.standin.sessions[n], rec
+
+    def dropin(self, name: str, text: str | None) -> None:
+        """Add (or with None remove) a drop-in, then daemon-reload."""
+        path = self.c.root / DROPINS.lstrip("/") / name
+        if text is None:
+            path.unlink(missing_ok=True)
+        else:
+            self.c.write(f"{DROPINS}/{name}", text)
+        self.c.systemctl("daemon-reload")
+
+    def edit_config(self, old: str, new: str) -> None:
+        cfg = self.c.root / "etc/pivoice/pivoice.toml"
+        text = cfg.read_text()
+        assert old in text, old
+        cfg.write_text(text.replace(old, new))
+
+
+def _sound_card(runtime: Path, socket: Path) -> SoundCard:
+    """A virtual sound card the service's user can reach: its socket where the container sees it, and
+    anonymous access (the user has no PulseAudio cookie)."""
+    runtime.mkdir(parents=True, exist_ok=True)
+    socket.parent.mkdir(parents=True, exist_ok=True)
+    socket.parent.chmod(0o755)
+    card = SoundCard(runtime).start()
+    card._pactl("load-module", "module-native-protocol-unix", f"socket={socket}", "auth-anonymous=1")
+    socket.chmod(0o666)
+    return card
+
+
+@pytest.fixture(scope="session", params=RELEASES)
+def system(request, tmp_path_factory):
+    problem = require_root()
+    if problem:
+        pytest.fail(problem)
+    release = request.param
+    base = tmp_path_factory.mktemp(f"systemd-{release}")
+    share = base / "share"
+    share.mkdir()
+    t0 = time.monotonic()
+    build_root(release, base / "root", base / "build.log")
+    built = time.monotonic()
+    card = _sound_card(base / "card", share / "pulse.sock")
+    standin = LiveStandIn(share).start()  # its CA lands in the shared directory
+    standin.behaviour.reply_after_seconds = 2.5
+    standin.behaviour.input_transcripts = True  # keeps the listening window open while the user speaks
+    standin.behaviour.reply_pcm = read_wav("reply_24k.wav")
+    c = None
+    try:
+        c = Container(release, base / "root", share, Path.home() / ".cache" / "pivoice-tests" / "pip",
+                      base / "container.log")
+        c.present_pi()
+        c.write("/etc/asound.conf", ASOUND)
+        c.write(f"{DROPINS}/test.conf", f"""# tests/test_systemd.py: the Live API stand-in on the host, not Google's endpoint.
+[Service]
+Environment=GOOGLE_GEMINI_BASE_URL={standin.base_url}
+Environment=SSL_CERT_FILE={SHARE}/standin-ca.pem
+""")
+        copy_tree(source_files(ROOT), ROOT, c.root / "root/pivoice")
+        c.write("/root/api-key", TEST_KEY + "\n", 0o600)
+        r = c.run("bash /root/pivoice/scripts/install.sh --api-key-file /root/api-key "
+                  "--input-device pv_mic --output-device pv_spk", env={"PIP_CACHE_DIR": PIP_CACHE}, timeout=900)
+        installed = time.monotonic()
+        s = System(release, c, card, standin, base, r.stdout + r.stderr)
+        # What a person would edit: a shorter follow-up (quicker tests), a button and an LED.
+        s.edit_config("follow_up_seconds = 8.0", "follow_up_seconds = 1.5")
+        s.edit_config('led = "none"', 'led = "led"')
+        s.edit_config("led_pins = []", "led_pins = [25]")
+        s.edit_config("# button_pin = 17", "button_pin = 17")
+        s.restart()
+        print(f"{release}: root built in {built - t0:.0f} s, booted and installed in {installed - built:.0f} s")
+        yield s
+    finally:
+        if c is not None:
+            # The container's whole journal stays beside its (removed) root, to read after a failure.
+            (base / "journal.txt").write_text(c.run("journalctl -b --no-pager -o short-precise", check=False).stdout)
+            c.stop()
+        card.stop()
+        standin.stop()
+        remove_tree(base / "root")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. start, status, a conversation
+
+
+def test_start_returns_when_ready_and_a_wake_word_gets_an_answer(system):
+    s = system
+    s.c.systemctl("stop", "pivoice")
+    s.c.systemctl("start", "pivoice")  # Type=notify: returns once pivoice sent READY=1
+    inv = s.invocation()
+    assert s.c.show("ActiveState") == "active" and s.c.show("SubState") == "running"
+    assert "ready" in s.events(inv), "systemctl start returned before pivoice said it was ready"
+    assert s.c.show("StatusText") == IDLE
+    status = s.c.systemctl("status", "pivoice", "--no-pager", "-n", "0").stdout
+    assert f'Status: "{IDLE}"' in status, status
+
+    session, rec = s.converse()
+    heard = memoryview(bytes(session.audio)).cast("h")
+    assert len(heard) > 16000 and max(abs(x) for x in heard) > 3000, "the stand-in got no speech"
+    assert rec.loud_span() > 3.0, f"the speaker played {rec.loud_span():.1f} s of the 4.9 s answer"
+    events = s.events(inv)
+    for e in ("wake", "connected", "model_audio", "turn_done", "follow_up_timeout"):
+        assert e in events, events
+
+
+# 2. the README's journal queries
+
+
+def readme_block(after: str) -> list[tuple[str, str]]:
+    """(command, comment) for each line of the README's code block that follows the line starting `after`."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(after))
+    block, seen = [], False
+    for line in lines[start + 1:]:
+        if line.startswith("    "):
+            command, _, comment = line.partition("  #")
+            block.append((command.strip(), comment.strip()))
+            seen = True
+        elif seen and line.strip():
+            break
+    return block
+
+
+def test_the_readme_journal_queries_return_what_it_says(system):
+    s = system
+    queries = [command for command, _ in readme_block("Reading the journal")]
+    follow, warnings, one, wakes, latency = (
+        next(q for q in queries if test(q)) for test in (
+            lambda q: q.endswith(" -f"), lambda q: "-p warning" in q, lambda q: "PIVOICE_SESSION=" in q,
+            lambda q: "PIVOICE_EVENT=wake" in q, lambda q: "PIVOICE_LATENCY_MS" in q))
+    assert len(queries) == 5, f"README journal queries this test does not know: {queries}"
+
+    s.restart()
+    inv = s.invocation()
+    follower = subprocess.Popen(s.c.command(follow), stdout=subprocess.PIPE, text=True)
+    followed: list[str] = []
+    reader = threading.Thread(target=lambda: followed.extend(follower.stdout), daemon=True)
+    reader.start()
+    try:
+        for _ in range(3):
+            s.converse()
+        s.c.wait_for("the followed journal", lambda: sum("heard 'hey_jarvis'" in x for x in followed) >= 3, 20)
+    finally:
+        follower.terminate()
+        follower.wait(10)
+
+    # -p warning -b: the warnings of this boot (GPIO is not there), and nothing of lower priority.
+    out = s.c.run(warnings).stdout
+    assert "GPIO not available" in out and "ready: listening" not in out and "heard 'hey_jarvis'" not in out, out
+
+    # PIVOICE_SESSION=3: one conversation, whole.
+    session = int(re.search(r"SESSION=(\d+)", one).group(1))
+    assert session == 3, one  # the test makes three conversations in this run
+    text = s.c.run(one).stdout
+    assert "heard 'hey_jarvis'" in text and "no follow-up: conversation over" in text, text
+    entries = [e for e in s.entries("PIVOICE_SESSION=3")]
+    assert {e["_SYSTEMD_INVOCATION_ID"] for e in entries} == {inv}, "PIVOICE_SESSION=3 mixes runs of the service"
+    assert [e["PIVOICE_EVENT"] for e in entries][:2] == ["wake", "connected"]
+
+    # PIVOICE_EVENT=wake --since today: every wake-up, and only those.
+    lines = [x for x in s.c.run(wakes).stdout.splitlines() if " pivoice[" in x]
+    all_wakes = s.entries("PIVOICE_EVENT=wake")
+    assert len(lines) == len(all_wakes) >= 3 and all("heard 'hey_jarvis'" in x for x in lines), lines
+
+    # ... -o json | jq -r .PIVOICE_LATENCY_MS: one number (ms) per connection.
+    numbers = s.c.run(latency).stdout.split()
+    assert len(numbers) == len(s.entries("PIVOICE_EVENT=connected")) >= 3 and all(n.isdigit() for n in numbers), numbers
+    assert TEST_KEY not in s.c.journal("-b", "-o", "verbose"), "the API key is in the journal"
+
+
+# 3. a new API key
+
+
+def test_a_new_api_key_takes_effect_the_way_the_readme_says(system):
+    s = system
+    s.restart()
+    (how,) = [cmd for cmd, comment in readme_block("## Running as a service")
+              if "systemctl" in cmd and "/etc/pivoice/api-key" in comment]
+    s.c.write("/etc/pivoice/api-key", NEW_KEY + "\n", 0o600)
+    s.standin.behaviour.valid_key = NEW_KEY  # the old key is refused from now on, as the service would
+    try:
+        s.c.run(how.removeprefix("sudo "))
+        s.wait_status(IDLE)
+        session, rec = s.converse()
+        used = "the new key" if session.headers.get("x-goog-api-key") == NEW_KEY else "not the new key"
+        assert used == "the new key", f"after `{how}`, pivoice connected with {used}"
+        assert rec.loud_span() > 3.0, "no answer with the new key"
+    finally:
+        s.standin.behaviour.valid_key = None
+
+
+# 4. the watchdog
+
+
+def test_a_hung_event_loop_is_restarted_by_the_watchdog(system):
+    s = system
+    s.dropin("watchdog.conf", "# tests/test_systemd.py: a shorter watchdog, to wait less.\n[Service]\nWatchdogSec=5\n")
+    try:
+        s.restart()
+        pid, restarts = s.c.show("MainPID"), int(s.c.show("NRestarts"))
+        s.c.run(f"kill -STOP {pid}")  # the event loop (and all else) stops: no more WATCHDOG=1
+        s.c.wait_for("a restart", lambda: s.c.show("MainPID") not in (pid, "0"), 120)
+        s.wait_status(IDLE)
+        assert int(s.c.show("NRestarts")) == restarts + 1
+        log = s.c.journal("-b", "-u", "pivoice", "-o", "cat")
+        assert "Watchdog timeout" in log, log[-3000:]
+    finally:
+        s.dropin("watchdog.conf", None)
+        s.restart()
+
+
+# 5. a microphone that is not there at start
+
+
+def test_a_missing_microphone_at_start_waits_for_it_and_does_not_hit_the_start_limit(system):
+    s = system
+    # A restart loop reaches the unit's start limit sooner (3 starts, 1 s apart), to wait less.
+    s.dropin("restart.conf", "# tests/test_systemd.py: reach the start limit sooner.\n"
+                             "[Unit]\nStartLimitBurst=3\n[Service]\nRestartSec=1\n")
+    s.edit_config('input_device = "pv_mic"', 'input_device = "pv_late_mic"')
+    late = None
+    try:
+        s.c.systemctl("restart", "pivoice", check=False)
+        time.sleep(15)  # long enough for 3 failed starts
+        assert s.c.show("Result") != "start-limit-hit", "the service ended in the start limit"
+        assert s.c.show("ActiveState") == "active", s.c.systemctl("status", "pivoice", "--no-pager", check=False).stdout
+        assert "microphone" in s.c.show("StatusText"), s.c.show("StatusText")
+        late = _sound_card(s.base / "late-card", s.base / "share" / "late" / "pulse.sock")
+        s.wait_status(IDLE, 60)
+        assert s.c.show("ActiveState") == "active" and s.c.show("NRestarts") == "0"
+    finally:
+        s.edit_config('input_device = "pv_late_mic"', 'input_device = "pv_mic"')
+        s.dropin("restart.conf", None)
+        s.c.systemctl("reset-failed", "pivoice", check=False)
+        s.restart()
+        if late is not None:
+            late.stop()
+
+
+# 6. a broken config
+
+
+def test_a_config_error_is_not_restarted_and_status_says_why(system):
+    s = system
+    s.edit_config("[audio]\n", "[audio]\nvolume = 11\n")
+    try:
+        r = s.c.systemctl("restart", "pivoice", check=False)
+        assert r.returncode != 0
+        time.sleep(8)  # RestartSec=5: a restart would have come by now
+        assert s.c.show("ActiveState") == "failed" and s.c.show("NRestarts") == "0"
+        status = s.c.systemctl("status", "pivoice", "--no-pager", check=False).stdout
+        assert "status=78/CONFIG" in status, status
+        assert "audio.volume" in status, status  # the log line naming the key, in the status's tail
+    finally:
+        s.edit_config("[audio]\nvolume = 11\n", "[audio]\n")
+        s.restart()
+
+
+# 7. GPIO under the unit's sandbox
+
+
+def test_gpio_starts_under_the_units_sandbox(system):
+    """The container's kernel has no GPIO chip, so the furthest any pin backend can get is opening one:
+    lgpio must get there (imported, board identified) and nothing before it may fail."""
+    s = system
+    s.dropin("pi.conf", "# tests/test_systemd.py: a Raspberry Pi 4's /proc/cpuinfo where gpiozero reads it.\n"
+                        f"[Service]\nBindReadOnlyPaths={SHARE}/pi/cpuinfo:/proc/cpuinfo\n")
+    try:
+        r = s.c.systemctl("restart", "pivoice", check=False)
+        assert r.returncode == 0, s.c.systemctl("status", "pivoice", "--no-pager", check=False).stdout
+        s.wait_status(IDLE)
+        gpio = [e["MESSAGE"] for e in s.entries(invocation=s.invocation()) if "GPIO" in e.get("MESSAGE", "")]
+        assert gpio, "no GPIO line in the log"
+        line = gpio[0]
+        # lgpio: imported (it makes a FIFO in the working directory), the board identified (from
+        # /proc/cpuinfo), the chip opened: only the last can fail here.
+        assert re.search(r"lgpio: '?can not open gpiochip", line), line
+        assert "cpuinfo" not in line and "revision" not in line.lower(), line
+    finally:
+        s.dropin("pi.conf", None)
+        s.restart()
+
+
+# 9. systemd-analyze security, online
+
+
+def test_security_exposure_in_the_booted_system_matches_the_offline_figure(system):
+    s = system
+
+    def exposure(args: str) -> float:
+        out = s.c.run(f"systemd-analyze security {args}").stdout
+        return float(re.search(r"Overall exposure level for pivoice.service: ([\d.]+)", out).group(1))
+
+    online = exposure("pivoice")
+    offline = exposure("--offline=true /etc/systemd/system/pivoice.service")
+    host = subprocess.run(["systemd-analyze", "security", "--offline=true", str(ROOT / "systemd/pivoice.service")],
+                          capture_output=True, text=True).stdout
+    host_figure = float(re.search(r"Overall exposure level for pivoice.service: ([\d.]+)", host).group(1))
+    print(f"{s.release}: exposure online {online}, offline {offline}, this machine offline {host_figure}")
+    assert online == offline == host_figure <= 2.0
+
+
+# 8. upgrade, then uninstall (last: it removes what the others use)
+
+
+def test_upgrade_keeps_config_and_key_and_purge_leaves_nothing(system):
+    s = system
+    config, key = s.c.read("/etc/pivoice/pivoice.toml"), s.c.read("/etc/pivoice/api-key")
+    r = s.c.run("bash /root/pivoice/scripts/install.sh", env={"PIP_CACHE_DIR": PIP_CACHE}, timeout=900)
+    assert "keeping your /etc/pivoice/pivoice.toml" in r.stdout and "API key: keeping" in r.stdout, r.stdout
+    assert s.c.read("/etc/pivoice/pivoice.toml") == config and s.c.read("/etc/pivoice/api-key") == key
+    s.wait_status(IDLE)
+    assert s.c.show("ActiveState") == "active"
+    assert s.c.run("stat -c '%U %a' /etc/pivoice/api-key").stdout.strip() == "root 600"
+
+    s.c.run("bash /root/pivoice/scripts/install.sh --uninstall --purge")
+    assert s.c.run("id pivoice", check=False).returncode != 0, "the user pivoice is still there"
+    assert s.c.run("getent group pivoice", check=False).returncode != 0, "the group pivoice is still there"
+    units = s.c.run("systemctl list-units --all --no-legend 'pivoice*'; systemctl list-unit-files --no-legend 'pivoice*'",
+                    check=False).stdout  # (list-unit-files exits 1 when nothing matches)
+    assert units.strip() == "", units
+    skip = ("/proc", "/sys", "/dev", "/root/pivoice", SHARE, PIP_CACHE)
+    prune = " -o ".join(f"-path {p}" for p in skip)
+    left = s.c.run(f"find / \\( {prune} \\) -prune -o -name '*pivoice*' -print").stdout.split()
+    assert left == [], left
