@@ -98,7 +98,8 @@ is_pi() {
 }
 
 install_packages() {
-  local packages=(python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev alsa-utils)
+  # passwd: useradd and groupadd (not in a minimal Debian 13).
+  local packages=(python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev alsa-utils passwd)
   # swig: lgpio (the GPIO backend) builds from source where PyPI has no wheel for this Python.
   if is_pi; then packages+=(swig); fi
   local missing=() p
