@@ -172,7 +172,7 @@ choose() {
       i=$(printf '%s\n' "$list" | awk -v c="$preferred" '$1 == c {print NR; exit}')
       [ -n "$i" ] && pick=$i
     fi
-    if [ "$dry" = 0 ] && [ -t 0 ]; then
+    if [ -t 0 ]; then  # (in a dry run too: it shows what would be written)
       say "$what: these devices can do $kind:"
       printf '%s\n' "$list" | awk '{d = "plughw:CARD=" $1 ",DEV=" $2; $1 = $2 = ""; sub(/^ +/, ""); printf "  %d) %s  (%s)\n", NR, d, $0}'
       read -r -p "Which one should pivoice use? [$pick] " i

@@ -12,15 +12,19 @@ of the virtual sound card, the stand-in's CA, and a Raspberry Pi's /proc/cpuinfo
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import die_with_parent
+from conftest import TEST_KEY, SoundCard, SpeakerRecorder, read_wav, silence
+
+from standin import LiveStandIn
 
 SHARE = "/run/pvtest"  # the host directory shared with the container, as seen from inside
 PIP_CACHE = "/var/cache/pivoice-tests-pip"  # the host's pip cache for these tests, inside
@@ -43,6 +47,16 @@ CPU revision\t: 3
 """
 PI4_CPUINFO = "".join(_A72.format(n=n) for n in range(4)) + (
     "Revision\t: c03114\nSerial\t\t: 10000000a1b2c3d4\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n")
+
+
+def _end_with_parent() -> None:
+    """preexec_fn for systemd-nspawn: SIGTERM when the test process dies, however it dies. nspawn then
+    sends its --kill-signal (SIGKILL) to the container's init, which takes the whole container down.
+    (A SIGKILL to nspawn itself would not: its container lives on without it.)"""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def missing_tools() -> list[str]:
@@ -74,10 +88,10 @@ class Container:
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "--quiet", "-D", str(root), "--boot", "--register=no", "--keep-unit",
-             "--console=pipe", f"--machine=pv-{release}", f"--bind={share}:{SHARE}",
+             "--console=pipe", "--kill-signal=SIGKILL", f"--machine=pv-{release}", f"--bind={share}:{SHARE}",
              f"--bind={pip_cache}:{PIP_CACHE}"],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,  # the container ends with the test process, however that ends
+            preexec_fn=_end_with_parent,  # the container ends with the test process, however that ends
         )
         self.pid = self._init_pid()
         state = self._wait_booted()
@@ -175,14 +189,108 @@ class Container:
 
     # -- the end -------------------------------------------------------------------------------------
     def stop(self) -> None:
+        """Ends the container at once (nspawn's --kill-signal: SIGKILL to its init); the root is thrown
+        away after, so there is nothing to shut down cleanly."""
         if self.proc.poll() is None:
-            self.run("systemctl poweroff --no-block", check=False, timeout=30)
+            self.proc.terminate()
             try:
-                self.proc.wait(60)
+                self.proc.wait(30)
             except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGKILL)
+                self.proc.kill()
                 self.proc.wait(10)
+        if Path(f"/proc/{self.pid}").exists():  # (nspawn gone, its container not: never leave it running)
+            os.kill(self.pid, signal.SIGKILL)
         self._log.close()
+
+
+RELEASES = ["bookworm", "trixie"]
+DROPINS = "/etc/systemd/system/pivoice.service.d"
+NEW_KEY = TEST_KEY + "-new"
+IDLE = "Listening for 'hey jarvis'"
+
+ASOUND = f"""# tests/test_systemd.py: the host's virtual sound card (PulseAudio) as ALSA PCMs.
+pcm.pv_mic {{ type pulse  device "mic_feed"  server "unix:{SHARE}/pulse.sock" }}
+pcm.pv_spk {{ type pulse  device "speaker"  server "unix:{SHARE}/pulse.sock" }}
+# A microphone that is not there until test 5 starts a second sound server.
+pcm.pv_late_mic {{ type pulse  device "mic_feed"  server "unix:{SHARE}/late/pulse.sock" }}
+"""
+
+
+@dataclass
+class System:
+    release: str
+    c: Container
+    card: SoundCard
+    standin: LiveStandIn
+    base: Path
+    install_log: str
+
+    def invocation(self) -> str:
+        return self.c.show("InvocationID")
+
+    def entries(self, *matches: str, invocation: str | None = None) -> list[dict]:
+        """pivoice's journal entries (this boot), as JSON, optionally of one run of the service."""
+        extra = [f"_SYSTEMD_INVOCATION_ID={invocation}"] if invocation else []
+        out = self.c.journal("-b", "-u", "pivoice", "-o", "json", *matches, *extra)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def events(self, invocation: str) -> list[str]:
+        return [e["PIVOICE_EVENT"] for e in self.entries(invocation=invocation) if "PIVOICE_EVENT" in e]
+
+    def wait_status(self, text: str, timeout: float = 60) -> None:
+        self.c.wait_for(f"STATUS={text!r} (now {self.c.show('StatusText')!r})",
+                        lambda: self.c.show("StatusText") == text, timeout)
+
+    def restart(self) -> None:
+        self.c.systemctl("restart", "pivoice")
+        self.wait_status(IDLE)
+
+    def converse(self, key: str = TEST_KEY) -> tuple[object, SpeakerRecorder]:
+        """A person says the wake word and a question; returns the stand-in's session and what the speaker
+        played, once the answer has been played and the conversation is over. `key`: the API key pivoice
+        must connect with (never shown: the message says only whether it was the old one)."""
+        n = len(self.standin.sessions)
+        rec = SpeakerRecorder(self.card, self.base)
+        try:
+            self.card.say(silence(0.5) + read_wav("hey_jarvis.wav") + silence(0.15)
+                          + read_wav("command_time_tokyo.wav"))
+            self.standin.wait_for(lambda: len(self.standin.sessions) > n, 40, f"a connection in {self.release}")
+            session = self.standin.sessions[n]
+            sent = session.headers.get("x-goog-api-key")
+            assert sent == key, "pivoice connected with " + ("the old API key" if sent == TEST_KEY else "another key")
+            self.standin.wait_for(lambda: session.replies_started, 40, f"an answer in {self.release}")
+            self.wait_status(IDLE, 40)
+            time.sleep(0.3)
+        finally:
+            rec.stop()
+        return session, rec
+
+    def dropin(self, name: str, text: str | None) -> None:
+        """Add (or with None remove) a drop-in, then daemon-reload."""
+        path = self.c.root / DROPINS.lstrip("/") / name
+        if text is None:
+            path.unlink(missing_ok=True)
+        else:
+            self.c.write(f"{DROPINS}/{name}", text)
+        self.c.systemctl("daemon-reload")
+
+    def edit_config(self, old: str, new: str) -> None:
+        cfg = self.c.root / "etc/pivoice/pivoice.toml"
+        text = cfg.read_text()
+        assert old in text, old
+        cfg.write_text(text.replace(old, new))
+
+
+def sound_card(runtime: Path, socket: Path) -> SoundCard:
+    """A virtual sound card the service's user can reach: its socket where the container sees it, and
+    anonymous access (the user has no PulseAudio cookie)."""
+    runtime.mkdir(parents=True, exist_ok=True)
+    socket.parent.mkdir(parents=True, exist_ok=True)
+    socket.parent.chmod(0o755)
+    card = SoundCard(runtime).start()
+    card._pactl("load-module", "module-native-protocol-unix", f"socket={socket}", "auth-anonymous=1")
+    socket.chmod(0o666)
+    return card
 
 
 def copy_tree(files: list[str], src: Path, dest: Path) -> None:
