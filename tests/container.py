@@ -7,7 +7,9 @@ run there exactly as a person would type them. The container shares the host's n
 stand-in on 127.0.0.1 is reachable from inside.
 
 What the tests hand in is under /run/pvtest (a bind mount of a host directory): the PulseAudio socket
-of the virtual sound card, the stand-in's CA, and a Raspberry Pi's /proc/cpuinfo. Needs root.
+of the virtual sound card, the stand-in's CA, and a Raspberry Pi's /proc/cpuinfo. pip inside uses a
+cache on the host (~/.cache/pivoice-tests/pip), shared by the releases and kept between runs. `System`
+is pivoice installed in a container, with what the tests do to it. Needs root.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ PI4_CPUINFO = "".join(_A72.format(n=n) for n in range(4)) + (
 
 
 def _end_with_parent() -> None:
-    """preexec_fn for systemd-nspawn: SIGTERM when the test process dies, however it dies. nspawn then
-    sends its --kill-signal (SIGKILL) to the container's init, which takes the whole container down.
-    (A SIGKILL to nspawn itself would not: its container lives on without it.)"""
+    """preexec_fn for mmdebstrap and systemd-nspawn: SIGTERM when the test process dies, however it dies.
+    mmdebstrap then cleans up its mounts; nspawn sends its --kill-signal (SIGKILL) to the container's
+    init, which takes the whole container down. (A SIGKILL to nspawn itself would not: its container
+    lives on without it.)"""
     import ctypes
 
     PR_SET_PDEATHSIG = 1
@@ -68,7 +71,8 @@ def build_root(release: str, root: Path, log: Path) -> None:
     reached through a TLS-intercepting proxy) for apt and pip alike."""
     with open(log, "ab") as out:
         subprocess.run(["mmdebstrap", "--variant=apt", "--include=" + ",".join(PACKAGES), release, str(root)],
-                       stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=900)
+                       stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=900,
+                       preexec_fn=_end_with_parent)
         local_cas = Path("/usr/local/share/ca-certificates")
         if local_cas.is_dir():
             shutil.copytree(local_cas, root / "usr/local/share/ca-certificates", dirs_exist_ok=True)
@@ -218,12 +222,13 @@ pcm.pv_late_mic {{ type pulse  device "mic_feed"  server "unix:{SHARE}/late/puls
 
 @dataclass
 class System:
+    """pivoice installed in container `c`, its sound card and the Live API stand-in on the host."""
+
     release: str
     c: Container
     card: SoundCard
     standin: LiveStandIn
     base: Path
-    install_log: str
 
     def invocation(self) -> str:
         return self.c.show("InvocationID")
@@ -311,7 +316,7 @@ def source_files(repo: Path) -> list[str]:
 
 
 def remove_tree(path: Path) -> None:
-    """rm -rf that also takes files the container made immutable or read-only."""
+    """rm -rf that stays on one file system (never follows a mount left behind into the host's files)."""
     if path.exists():
         subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False)
 

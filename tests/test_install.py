@@ -38,6 +38,7 @@ PI_USB_PCM = "".join(line + "\n" for line in PI_HAT_USB_PCM.splitlines() if not 
 
 HAT = "plughw:CARD=seeed2micvoicec,DEV=0"
 USB = "plughw:CARD=Device,DEV=0"
+JACK = "plughw:CARD=Headphones,DEV=0"
 
 
 def dry_run(tmp_path, cards: str | None, pcm: str | None, *args: str, stdin=subprocess.DEVNULL) -> str:
@@ -74,7 +75,7 @@ def test_the_only_microphone_is_taken_and_the_speaker_is_the_first_that_plays(tm
     out = dry_run(tmp_path, PI_USB_CARDS, PI_USB_PCM)
     assert f"microphone: {USB} (USB PnP Sound Device), the only sound card for capture" in out
     assert config_lines(out) == [f'would set audio.input_device = "{USB}" in /etc/pivoice/pivoice.toml',
-                                 'would set audio.output_device = "plughw:CARD=Headphones,DEV=0" in /etc/pivoice/pivoice.toml']
+                                 f'would set audio.output_device = "{JACK}" in /etc/pivoice/pivoice.toml']
 
 
 def test_no_sound_card_keeps_default_and_warns(tmp_path):
@@ -101,7 +102,7 @@ def test_on_a_terminal_it_asks(tmp_path):
         os.close(follower)
     assert f"  1) {HAT}  (seeed-2mic-voicecard)" in out and f"  2) {USB}  (USB PnP Sound Device)" in out
     assert config_lines(out) == [f'would set audio.input_device = "{USB}" in /etc/pivoice/pivoice.toml',
-                                 'would set audio.output_device = "plughw:CARD=Headphones,DEV=0" in /etc/pivoice/pivoice.toml']
+                                 f'would set audio.output_device = "{JACK}" in /etc/pivoice/pivoice.toml']
 
 
 def test_a_bad_device_name_is_refused_in_one_line(tmp_path):

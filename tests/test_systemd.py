@@ -2,12 +2,13 @@
 containers (tests/container.py), pivoice installed there by scripts/install.sh, driven with systemctl and
 journalctl as a person would.
 
-Each release's container is built, booted and installed once per run and shared by these tests, in file
-order; the last one uninstalls. The virtual sound card (PulseAudio, tests/conftest.py) and the Live API
-stand-in run on the host and are reached from inside: an /etc/asound.conf names PCMs on the card's
-socket, and a test-only drop-in gives the service the stand-in's URL and CA. Nothing in that drop-in
-changes how the unit runs pivoice; where a test needs a shorter time (the watchdog, the start limit) its
-own drop-in says so and goes away after it.
+Each release's container is built, booted and installed once and shared by these tests, in file order
+(module-scoped fixtures: all of one release, then the other; the containers end with this file); the
+last test uninstalls. The virtual sound card (PulseAudio, tests/conftest.py) and the Live API stand-in
+run on the host and are reached from inside: an /etc/asound.conf names PCMs on the card's socket, and a
+test-only drop-in gives the service the stand-in's URL and CA. Nothing in that drop-in changes how the
+unit runs pivoice; where a test needs a shorter time (the watchdog, the start limit) or a Pi's file,
+its own drop-in says so and goes away after it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from standin import LiveStandIn
 NEW_KEY = TEST_KEY + "-new"
 ANSWER_SECONDS = 3  # of the recorded answer: enough to hear it played, short to keep the tests quick
 
-@pytest.fixture(scope="session")
+
+@pytest.fixture(scope="module")
 def roots(request, tmp_path_factory):
     """The roots of the releases these tests will use, built one after another in the background from
     the first use on (the next one builds while the tests run in the first)."""
@@ -47,7 +49,7 @@ def roots(request, tmp_path_factory):
         remove_tree(base / "root")
 
 
-@pytest.fixture(scope="session", params=RELEASES)
+@pytest.fixture(scope="module", params=RELEASES)
 def system(request, roots):
     release = request.param
     base, build = roots[release]
@@ -67,17 +69,18 @@ def system(request, roots):
                       base / "container.log")
         c.present_pi()
         c.write("/etc/asound.conf", ASOUND)
-        c.write(f"{DROPINS}/test.conf", f"""# tests/test_systemd.py: the Live API stand-in on the host, not Google's endpoint.
+        c.write(f"{DROPINS}/test.conf", f"""\
+# tests/test_systemd.py: the Live API stand-in on the host, not Google's endpoint.
 [Service]
 Environment=GOOGLE_GEMINI_BASE_URL={standin.base_url}
 Environment=SSL_CERT_FILE={SHARE}/standin-ca.pem
 """)
         copy_tree(source_files(ROOT), ROOT, c.root / "root/pivoice")
         c.write("/root/api-key", TEST_KEY + "\n", 0o600)
-        r = c.run("bash /root/pivoice/scripts/install.sh --api-key-file /root/api-key "
-                  "--input-device pv_mic --output-device pv_spk", env={"PIP_CACHE_DIR": PIP_CACHE}, timeout=900)
+        c.run("bash /root/pivoice/scripts/install.sh --api-key-file /root/api-key "
+              "--input-device pv_mic --output-device pv_spk", env={"PIP_CACHE_DIR": PIP_CACHE}, timeout=900)
         installed = time.monotonic()
-        s = System(release, c, card, standin, base, r.stdout + r.stderr)
+        s = System(release, c, card, standin, base)
         # What a person would edit: a shorter follow-up (quicker tests), a button and an LED.
         s.edit_config("follow_up_seconds = 8.0", "follow_up_seconds = 1.5")
         s.edit_config('led = "none"', 'led = "led"')
@@ -114,7 +117,8 @@ def test_start_returns_when_ready_and_a_wake_word_gets_an_answer(system):
     session, rec = s.converse()
     heard = memoryview(bytes(session.audio)).cast("h")
     assert len(heard) > 16000 and max(abs(x) for x in heard) > 3000, "the stand-in got no speech"
-    assert rec.loud_span() > ANSWER_SECONDS - 1, f"the speaker played {rec.loud_span():.1f} s of the {ANSWER_SECONDS} s answer"
+    played = rec.loud_span()
+    assert played > ANSWER_SECONDS - 1, f"the speaker played {played:.1f} s of the {ANSWER_SECONDS} s answer"
     events = s.events(inv)
     for e in ("wake", "connected", "model_audio", "turn_done", "follow_up_timeout"):
         assert e in events, events
@@ -181,7 +185,8 @@ def test_the_readme_journal_queries_return_what_it_says(system):
 
     # ... -o json | jq -r .PIVOICE_LATENCY_MS: one number (ms) per connection.
     numbers = s.c.run(latency).stdout.split()
-    assert len(numbers) == len(s.entries("PIVOICE_EVENT=connected")) >= 3 and all(n.isdigit() for n in numbers), numbers
+    assert len(numbers) == len(s.entries("PIVOICE_EVENT=connected")) >= 3, numbers
+    assert all(n.isdigit() for n in numbers), numbers
     assert TEST_KEY not in s.c.journal("-b", "-o", "verbose"), "the API key is in the journal"
 
 
@@ -331,8 +336,8 @@ def test_upgrade_keeps_config_and_key_and_purge_leaves_nothing(system):
     s.c.run("bash /root/pivoice/scripts/install.sh --uninstall --purge")
     assert s.c.run("id pivoice", check=False).returncode != 0, "the user pivoice is still there"
     assert s.c.run("getent group pivoice", check=False).returncode != 0, "the group pivoice is still there"
-    units = s.c.run("systemctl list-units --all --no-legend 'pivoice*'; systemctl list-unit-files --no-legend 'pivoice*'",
-                    check=False).stdout  # (list-unit-files exits 1 when nothing matches)
+    units = s.c.run("systemctl list-units --all --no-legend 'pivoice*'; "
+                    "systemctl list-unit-files --no-legend 'pivoice*'", check=False).stdout  # (exits 1: none)
     assert units.strip() == "", units
     skip = ("/proc", "/sys", "/dev", "/root/pivoice", SHARE, PIP_CACHE)
     prune = " -o ".join(f"-path {p}" for p in skip)
