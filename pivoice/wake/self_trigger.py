@@ -1,4 +1,6 @@
-"""Barge-in without talking to itself: tell a person's wake word from pivoice's own voice.
+"""The self-trigger guard: barge-in without talking to itself, telling a person's wake word from pivoice's
+own voice saying it. (Not to be confused with the echo canceller, pivoice/audio/aec.py, which takes the
+answer's sound out of the microphone signal; this guard works on wake-word detections.)
 
 The speaker's sound reaches the microphone, and an answer that says "Jarvis" would trigger the wake word
 ("talks to itself", rhasspy/wyoming-satellite #25, #185). pivoice knows exactly what it plays, so it
@@ -38,7 +40,7 @@ ECHO_BEFORE = 0.4
 ECHO_AFTER = 0.8
 
 
-class EchoGuard:
+class SelfTriggerGuard:
     def __init__(self, model_paths: dict[str, Path], threshold: float, heard_at):
         """`heard_at(offset)`: when the played stream's sample `offset` (24 kHz) is heard, or None."""
         self._paths = model_paths
