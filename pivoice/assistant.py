@@ -21,9 +21,9 @@ from typing import Any
 
 from . import narration
 from .audio.aec import EchoCanceller
-from .audio.capture import RATE as CAPTURE_RATE
 from .audio.capture import RETRY_MAX as CAPTURE_RETRY_MAX
 from .audio.capture import Capture
+from .audio.format import IN_RATE
 from .audio.playback import Playback
 from .audio.ring import PreRoll
 from .audio.speech_end import SpeechEnd
@@ -95,7 +95,7 @@ class Assistant:
         for listener in self.listeners:
             try:
                 listener(t)
-            except Exception:  # noqa: BLE001 - a listener must never take the assistant down
+            except Exception:  # a listener must never take the assistant down
                 log.exception("state listener failed")
 
     def _leave(self, t: Transition) -> None:
@@ -164,7 +164,7 @@ class Assistant:
     def _start_conversation(self, t: Transition) -> None:
         """From the wake word: sent from the pre-roll before the detection; from the button: from the press."""
         det = t.info.get("detection")
-        start = (det.end - int(self.settings.wake.pre_roll_seconds * CAPTURE_RATE) if det is not None
+        start = (det.end - int(self.settings.wake.pre_roll_seconds * IN_RATE) if det is not None
                  else t.info["from_index"])
         self._open_session(start, talk=t.event is Event.TALK, wake=det is not None)
         self._max_duration = asyncio.get_running_loop().call_later(

@@ -71,6 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return EX_OK
-    except Exception:  # noqa: BLE001 - a bug: one line in the log, with where it happened
+    except Exception:  # a bug: one line in the log, with where it happened
         log.exception("internal error (please report this with the log)")
         return EX_SOFTWARE

@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
 
@@ -149,7 +150,7 @@ class Settings(_Section):
         return self
 
 
-def _describe(err: dict) -> str:
+def _describe(err: ErrorDetails) -> str:
     key = ".".join(str(p) for p in err["loc"])
     kind = err["type"]
     if not key:  # a check across keys: its message names them
@@ -194,7 +195,8 @@ def load(path: Path | None) -> Settings:
             f"cannot read config file {path}: permission denied. Make it readable by the pivoice user."
         ) from None
     except OSError as e:  # a symlink loop, a path through a file, a name too long...
-        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}. Give the path of a .toml file.") from None
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}. "
+                          f"Give the path of a .toml file.") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

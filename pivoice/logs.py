@@ -140,7 +140,7 @@ class Flood(logging.Filter):
         with self._lock:
             self._timers.pop(key, None)
             run = self._runs.get(key)
-            if run is None or not run.held:
+            if run is None or not run.held or run.last is None:
                 return
             self._runs[key] = _Run(time.monotonic(), passed=self.burst)
         summary = copy.copy(run.last)
@@ -196,7 +196,7 @@ class JournalHandler(logging.Handler):
         try:
             message = redact(self.format(record)).replace("\n", " | ")
             if JOURNAL_SOCKET.exists():
-                from systemd import journal
+                from systemd import journal  # type: ignore[attr-defined]  # systemd-python has no type hints
 
                 extra = getattr(record, "pivoice", None) or {}
                 fields = {f"PIVOICE_{k.upper()}": redact(str(v)) for k, v in extra.items()}

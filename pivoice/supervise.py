@@ -26,7 +26,7 @@ async def supervise(part: Callable[[], Awaitable[None]], name: str, crashed: Cal
             return
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001
+        except Exception:  # a bug in the part: logged with its traceback, then restarted
             now = time.monotonic()
             failures = [t for t in failures if now - t < CRASH_WINDOW] + [now]
             log.exception("%s failed (a bug: please report it with this log); restarting it", name,

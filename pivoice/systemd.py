@@ -34,7 +34,7 @@ class Notifier:
             self.stopping = True
         if not self.enabled:
             return
-        from systemd import daemon
+        from systemd import daemon  # type: ignore[attr-defined]  # systemd-python has no type hints
 
         try:
             daemon.notify("\n".join(lines))

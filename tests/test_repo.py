@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 from conftest import ROOT
 
@@ -92,3 +93,15 @@ def test_no_backup_or_stray_file_in_git():
     files = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True, check=True).stdout
     stray = [f for f in files.splitlines() if f.endswith((".orig", ".rej", ".bak", ".swp", "~"))]
     assert stray == []
+
+
+def test_ruff_finds_nothing():
+    """The rule set is in pyproject.toml ([tool.ruff]); a `# noqa` says why beside it."""
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", "pivoice", "tests", "bench"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_finds_nothing():
+    r = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

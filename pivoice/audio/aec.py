@@ -45,10 +45,12 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
+from .format import IN_RATE, OUT_RATE, SAMPLE_DTYPE
+
 log = logging.getLogger("pivoice.audio")
 
-RATE = 16000
-PLAY_RATE = 24000
+RATE = IN_RATE
+PLAY_RATE = OUT_RATE
 BLOCK = 256
 PARTS = 4  # 4 x 256 = 1024 taps: 64 ms of echo path after the direct sound
 TAPS = PARTS * BLOCK
@@ -133,6 +135,12 @@ class _Clock:
     def reset(self) -> None:
         self.offset, self._seen, self._jump, self._frozen = None, [], [], False
 
+    @property
+    def placed(self) -> float:
+        """The offset, once an estimate has come (every caller has added one first)."""
+        assert self.offset is not None
+        return self.offset
+
 
 @dataclass
 class _Epoch:
@@ -178,15 +186,16 @@ class EchoCanceller:
     # -- the playback thread ----------------------------------------------------------------------
     def played(self, pcm: bytes, heard_end: float) -> None:
         """24 kHz mono s16le just written to the speaker; its last sample is heard at `heard_end`."""
-        x = np.frombuffer(pcm, "<i2").astype(np.float32)
+        x = np.frombuffer(pcm, SAMPLE_DTYPE).astype(np.float32)
         with self._lock:
             jumped = self._play_clock.add(heard_end - (self._epoch_in + x.size) / PLAY_RATE)
             if jumped or self._resampler is None:
                 self._new_epoch(heard_end - x.size / PLAY_RATE)
             self._epoch_in += x.size
+            assert self._resampler is not None  # _new_epoch made it
             y = self._resampler.resample_chunk(x)
             self._append(y)
-            self._epochs[-1].offset = self._play_clock.offset - self._epochs[-1].first / RATE
+            self._epochs[-1].offset = self._play_clock.placed - self._epochs[-1].first / RATE
             self._epochs[-1].end = self._written
 
     def _new_epoch(self, start_time: float) -> None:
@@ -267,13 +276,13 @@ class EchoCanceller:
         """When the reference sample that lines up with microphone sample `index` was heard: MARGIN
         samples ahead of the echo, so the filter sees the direct sound MARGIN taps in."""
         delay = self.delay if self.delay is not None else 0
-        return self._mic_clock.offset + (index + MARGIN - delay) / RATE
+        return self._mic_clock.placed + (index + MARGIN - delay) / RATE
 
     def process(self, end: int, at: float, pcm: bytes) -> bytes:
         """A microphone frame (16 kHz s16le, `end` the index after its last sample, read at `at`) with the
         echo of what the speaker played taken out; any length. Frames should come in order; a gap
         restarts the filter's input history (not what it learned)."""
-        d = np.frombuffer(pcm, "<i2").astype(np.float32)
+        d = np.frombuffer(pcm, SAMPLE_DTYPE).astype(np.float32)
         n = d.size
         start = end - n
         before = self._mic_clock.offset
@@ -282,7 +291,7 @@ class EchoCanceller:
             # Once the filter has learned, a change of the clock's estimate must not move the reference:
             # a jump re-anchors the clock (what the corrections made up for is gone: the checks find the
             # rest); the estimate settling after it is folded into the corrections.
-            moved = self._mic_clock.offset - before
+            moved = self._mic_clock.placed - before
             with self._lock:
                 for e in self._epochs:
                     e.correction = 0.0 if jumped else e.correction + moved
@@ -307,7 +316,7 @@ class EchoCanceller:
         self._track()
         self.stats["in"] += float(np.dot(d, d))
         self.stats["out"] += float(np.dot(out, out))
-        return np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes()
+        return np.clip(np.round(out), -32768, 32767).astype(SAMPLE_DTYPE).tobytes()
 
     def _filter(self, x: np.ndarray, d: np.ndarray) -> np.ndarray:
         """Output for every sample given: whole blocks through the adaptive filter; what is left (frames
@@ -404,7 +413,8 @@ class EchoCanceller:
                 self._held += x.size
 
     def _event(self, what: str) -> None:
-        self.events.append(f"{what} [checked {self._checked}, held {self._held}, ef/ed {self._ef / max(self._ed, 1e-9):.2f}]")
+        ratio = self._ef / max(self._ed, 1e-9)
+        self.events.append(f"{what} [checked {self._checked}, held {self._held}, ef/ed {ratio:.2f}]")
 
     def _learn_delay(self) -> None:
         if self._far_since_estimate < (ESTIMATE_FIRST if self.delay is None else ESTIMATE_EVERY):
@@ -494,7 +504,7 @@ class EchoCanceller:
     def estimate_delay(self, start: int, mic: np.ndarray) -> int | None:
         """GCC-PHAT between microphone samples [start, start + len(mic)) and the reference; the lag in
         samples (echo later than the clocks say: positive), or None without a clear peak."""
-        ref = self._reference(self._mic_clock.offset + (start - LATEST) / RATE, mic.size + LATEST + EARLIEST)
+        ref = self._reference(self._mic_clock.placed + (start - LATEST) / RATE, mic.size + LATEST + EARLIEST)
         size = _fft_size(ref.size + mic.size)
         R = np.fft.rfft(ref, size)
         cross = R * np.conj(np.fft.rfft(mic, size))

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .alsa import PcmParams, open_pcm
 from .convert import Converter
+from .format import IN_RATE
 from .ring import Frame
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pivoice.audio")
 
-RATE = 16000
+RATE = IN_RATE
 PERIOD_FRAMES = 1280  # 80 ms: one wake-word step, one Live API message
 PERIODS = 4
 
@@ -64,7 +65,7 @@ class Capture:
         self.on_lost: Callable[[str], Any] | None = None
         self.on_back: Callable[[], Any] | None = None
         self._pcm: Any = None
-        self._poll: select.poll | None = None
+        self._poll: Any = None  # select.poll of the device's descriptors, while it is open
         self._convert: Converter | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

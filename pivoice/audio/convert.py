@@ -16,6 +16,7 @@ import numpy as np
 import soxr
 
 from ..logs import fields
+from .format import OUT_RATE, SAMPLE_DTYPE
 
 log = logging.getLogger("pivoice.audio")
 
@@ -31,11 +32,11 @@ class Converter:
         )
 
     def __call__(self, pcm: bytes) -> bytes:
-        x = np.frombuffer(pcm, dtype="<i2")
+        x = np.frombuffer(pcm, dtype=SAMPLE_DTYPE)
         if self.in_channels > 1:
             # Mix down: the mean keeps the level of a mono source recorded on every channel.
             x = x[: x.size - x.size % self.in_channels].reshape(-1, self.in_channels)
-            x = x.mean(axis=1).round().astype("<i2")
+            x = x.mean(axis=1).round().astype(SAMPLE_DTYPE)
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x)
         return self._out(x)
@@ -44,22 +45,21 @@ class Converter:
         """The end of the stream: what the resampler still holds. Use a new Converter after this."""
         if self._resampler is None:
             return b""
-        return self._out(self._resampler.resample_chunk(np.zeros(0, "<i2"), last=True))
+        return self._out(self._resampler.resample_chunk(np.zeros(0, SAMPLE_DTYPE), last=True))
 
     def _out(self, x: np.ndarray) -> bytes:
         if self.out_channels > 1:
             x = np.repeat(x, self.out_channels)
-        return x.astype("<i2", copy=False).tobytes()
+        return x.astype(SAMPLE_DTYPE, copy=False).tobytes()
 
 
-OUT_RATE = 24000  # what the Live API speaks and playback plays
 RATES = range(8000, 96001)  # PCM rates accepted from the API (resampled to OUT_RATE)
 
 
 def _roughness(pcm: bytes) -> float:
     """Mean step between neighbouring samples: small for speech and tones read on the right byte,
     near-random (thousands) for a stream read one byte off."""
-    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.int32)
+    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], SAMPLE_DTYPE).astype(np.int32)
     return float(np.mean(np.abs(np.diff(x)))) if x.size > 1 else 0.0
 
 

@@ -25,16 +25,18 @@ import select
 import threading
 import time
 from collections import deque
+from typing import Any
 
 import alsaaudio
 
 from ..logs import fields
 from .alsa import PcmParams, open_pcm
 from .convert import Converter
+from .format import OUT_RATE
 
 log = logging.getLogger("pivoice.audio")
 
-RATE = 24000
+RATE = OUT_RATE
 PERIOD_FRAMES = 480  # 20 ms
 PERIODS = 4
 POLL_MS = 20  # the longest the thread waits on the device before looking at stop / flush again
@@ -55,8 +57,8 @@ class Playback:
         self.device = device
         self.key = key
         self.echo = echo
-        self._pcm = None
-        self._poll = None
+        self._pcm: Any = None  # alsaaudio.PCM while open (used by the playback thread only)
+        self._poll: Any = None  # select.poll of its descriptors
         self._convert: Converter | None = None
         self._queue: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()  # None: wake up
         # The played stream's timeline, in 24 kHz samples since start: `queued` counts what play() was

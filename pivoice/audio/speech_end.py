@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .capture import RATE
+from .format import IN_RATE, SAMPLE_DTYPE
 
 
 class SpeechEnd:
@@ -13,7 +13,7 @@ class SpeechEnd:
     some speech, vad.silence_duration_ms (default 800 ms) of frames near the noise floor end it."""
 
     def __init__(self, silence_ms: int = 800):
-        self.silence = silence_ms * RATE // 1000
+        self.silence = silence_ms * IN_RATE // 1000
         self.active = False
         self._quiet = 0
         self._spoke = 0
@@ -25,7 +25,7 @@ class SpeechEnd:
     def ended(self, pcm: bytes) -> bool:
         if not self.active:
             return False
-        x = np.frombuffer(pcm, "<i2").astype(np.float32)
+        x = np.frombuffer(pcm, SAMPLE_DTYPE).astype(np.float32)
         rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
         if rms < 3 * self._floor:
             self._floor = 0.95 * self._floor + 0.05 * max(rms, 20.0)
@@ -33,7 +33,7 @@ class SpeechEnd:
         else:
             self._quiet = 0
             self._spoke += x.size
-        if self._spoke >= RATE // 4 and self._quiet >= self.silence:
+        if self._spoke >= IN_RATE // 4 and self._quiet >= self.silence:
             self.active = False
             return True
         return False

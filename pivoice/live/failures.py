@@ -159,7 +159,7 @@ def unreadable(e: ValueError | TypeError) -> str:
     return f"google-genai does not know its top-level field(s) {names}"
 
 
-def _too_big(e: BaseException) -> int | None:
+def _too_big(e: BaseException | None) -> int | None:
     """The client's size limit, when `e` comes from a message over it.
 
     websockets refuses such a frame by closing with 1009 itself; the SDK then reports a close it did

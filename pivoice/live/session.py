@@ -1,8 +1,8 @@
 """One Gemini Live API conversation over google-genai's `client.aio.live.connect`.
 
 The session sends what the assistant queues with `send_audio()` (16 kHz mono s16le) and the activity
-markers, in order, from the first frame queued (the pre-roll and whatever was said while connecting) to the last, and reports what the
-server says through `on_event`. It knows nothing of states, devices or timers.
+markers, in order, from the first frame queued (the pre-roll and whatever was said while connecting) to
+the last, and reports what the server says through `on_event`. It knows nothing of states, devices or timers.
 
 One conversation may span several WebSocket connections: the session asks for resumption handles and,
 when the server announces a GoAway (at the next turn boundary, or before its time runs out) or the
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..audio.convert import AnswerAudio
+from ..audio.format import IN_MIME
 from ..config import LiveSettings
 from ..credentials import ApiKey
 from ..logs import fields
@@ -29,7 +30,6 @@ from .failures import MAX_MESSAGE_BYTES, SessionError, classify, unreadable
 
 log = logging.getLogger("pivoice.live")
 
-INPUT_MIME = "audio/pcm;rate=16000"
 RESEND_SECONDS = 0.5  # audio sent again after a connection dropped (what may have been in flight)
 GOAWAY_MARGIN = 1.0  # switch this long before a GoAway's time runs out, turn boundary or not
 HANDLE_WAIT = 0.5  # after a GoAway, at a turn boundary: how long to wait for the turn's handle
@@ -187,6 +187,7 @@ class LiveSession:
         self._outgoing = _SendQueue()
         self.handle = handle  # the newest resumable handle
         self._recent: deque[tuple[float, bytes]] = deque()  # (when sent, pcm), for a resend
+        self._activity_open = False  # activity_start sent on this connection, activity_end not yet
         self._sending = False  # a send is under way (cancelling it could leave half a frame)
         self._heard_from = False  # the current connection has had a message from the server
         self._in_turn = False
@@ -251,6 +252,10 @@ class LiveSession:
                     pass
             resumed = True
             self._go_away_at = self._switch_at = None
+            if self._activity_open:
+                # The person is still speaking (push-to-talk held): the new connection hears that first.
+                self._outgoing.put_front([_Activity.START])
+                self._activity_open = False
             if self._in_turn:
                 # The answer was cut by the switch (a GoAway that ran out, or a drop): the new
                 # connection does not continue it. What was received plays to its end.
@@ -293,12 +298,14 @@ class LiveSession:
             try:
                 if item is _Activity.START:
                     await session.send_realtime_input(activity_start=types.ActivityStart())
+                    self._activity_open = True
                     continue
                 if item is _Activity.END:
                     await session.send_realtime_input(activity_end=types.ActivityEnd())
+                    self._activity_open = False
                     continue
                 pcm = item
-                await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
+                await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=IN_MIME))
             except BaseException:
                 self._outgoing.put_front([item])  # not sent: it goes on the next connection
                 raise
@@ -347,6 +354,7 @@ class LiveSession:
         return min(waits) if waits else None
 
     def _switch_deadline(self) -> float:
+        assert self._go_away_at is not None  # only asked after a GoAway
         return min(self._go_away_at, self._switch_at or self._go_away_at)
 
     def _dispatch(self, msg) -> bool:

@@ -108,6 +108,8 @@ class WakeDetector:
 
     def score(self, frame: Frame) -> Detection | None:
         """Scores a frame (in the one thread that feeds the detector: the capture thread)."""
+        if self._engine is None:
+            raise RuntimeError("WakeDetector.score() before load()")
         if self._reset_pending:
             self._engine.reset()
             self._reset_pending = False

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..audio.format import IN_RATE, SAMPLE_DTYPE
+
+SAMPLE_RATE = IN_RATE
 CHUNK_SAMPLES = 1280  # 80 ms: one embedding, one score per wake word
 MEL_WINDOW = 1760  # samples the mel model sees per chunk (the chunk plus 3 hops of context)
 MEL_LAG = 800  # samples between the newest sample and the end of the mel window
@@ -147,7 +149,7 @@ class OpenWakeWordEngine:
 
     def process(self, pcm: bytes) -> list[dict[str, float]]:
         """Feed int16 little-endian samples; returns one {name: score} per completed 80 ms chunk."""
-        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        audio = np.frombuffer(pcm, dtype=SAMPLE_DTYPE).astype(np.float32)
         if self._pending.size:
             audio = np.concatenate([self._pending, audio])
         out = []

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from ..audio.format import IN_RATE, OUT_RATE, SAMPLE_DTYPE
 from .openwakeword import OpenWakeWordEngine
 
 log = logging.getLogger("pivoice.wake")
@@ -48,7 +49,7 @@ class SelfTriggerGuard:
         self._heard_at = heard_at
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo")
         self._engine: OpenWakeWordEngine | None = None
-        self._resampler = None
+        self._resampler: soxr.ResampleStream | None = None
         self._start = 0  # 24 kHz stream offset of the reference audio's first sample since reset
         self._fed = 0  # 16 kHz samples fed since reset
         self.hits: list[int] = []  # 24 kHz stream offsets at which the answer itself says the wake word
@@ -58,10 +59,10 @@ class SelfTriggerGuard:
         if self._engine is None:
             self._engine = OpenWakeWordEngine(self._paths)
         if self._resampler is None:
-            self._resampler = soxr.ResampleStream(24000, 16000, 1, dtype="int16")
+            self._resampler = soxr.ResampleStream(OUT_RATE, IN_RATE, 1, dtype="int16")
             self._engine.reset()
             self._start, self._fed = offset, 0
-        x = self._resampler.resample_chunk(np.frombuffer(pcm, "<i2"))
+        x = self._resampler.resample_chunk(np.frombuffer(pcm, SAMPLE_DTYPE))
         before = self._fed
         self._fed += x.size
         pending = before % 1280
