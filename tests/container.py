@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import TEST_KEY, SoundCard, SpeakerRecorder, read_wav, silence
-
 from standin import LiveStandIn
 
 SHARE = "/run/pvtest"  # the host directory shared with the container, as seen from inside
@@ -89,7 +88,7 @@ class Container:
         self.release, self.root, self.share, self.log = release, root, share, log
         pip_cache.mkdir(parents=True, exist_ok=True)
         share.chmod(0o755)  # the service's user reaches the sound socket and the stand-in's CA through it
-        self._log = open(log, "ab")
+        self._log = open(log, "ab")  # noqa: SIM115 - nspawn writes to it until stop() closes it
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "--quiet", "-D", str(root), "--boot", "--register=no", "--keep-unit",
              "--console=pipe", "--kill-signal=SIGKILL", f"--machine=pv-{release}", f"--bind={share}:{SHARE}",

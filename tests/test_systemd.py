@@ -22,9 +22,22 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, TEST_KEY, read_wav
-from container import (DROPINS, IDLE, PIP_CACHE, RELEASES, SHARE, ASOUND, Container, System, build_root, copy_tree,
-                       remove_tree, require_root, sound_card, source_files)
-
+from container import (
+    ASOUND,
+    DROPINS,
+    IDLE,
+    PIP_CACHE,
+    RELEASES,
+    SHARE,
+    Container,
+    System,
+    build_root,
+    copy_tree,
+    remove_tree,
+    require_root,
+    sound_card,
+    source_files,
+)
 from standin import LiveStandIn
 
 NEW_KEY = TEST_KEY + "-new"
@@ -203,7 +216,7 @@ def test_a_new_api_key_takes_effect_the_way_the_readme_says(system):
     try:
         s.c.run(how.removeprefix("sudo "))
         s.wait_status(IDLE)
-        session, rec = s.converse(key=NEW_KEY)  # fails when pivoice connects with the old key
+        _, rec = s.converse(key=NEW_KEY)  # fails when pivoice connects with the old key
         assert rec.loud_span() > ANSWER_SECONDS - 1, "no answer with the new key"
     finally:
         s.standin.behaviour.valid_key = None
