@@ -59,13 +59,18 @@ class Gpio:
             log.error("%s. Running without LEDs and buttons until that is fixed.", problem)
             return
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # gpiozero's pin-factory fallback warnings: one line below
+            # gpiozero warns once per pin backend it could not load: kept for the one line below, which
+            # says why each failed (the reason a Pi's GPIO does not work is in there, not in BadPinFactory).
+            with warnings.catch_warnings(record=True) as fallbacks:
+                warnings.simplefilter("always")
                 self._create()
         except Exception as e:  # noqa: BLE001 - BadPinFactory, permissions, pins in use...
             self.close()
-            log.warning("GPIO not available (%s: %s): running without LEDs and buttons. On a Pi, the user "
-                        "pivoice runs as must be in the 'gpio' group.", type(e).__name__, e)
+            why = "; ".join(str(w.message).removeprefix("Falling back from ") for w in fallbacks
+                            if str(w.message).startswith("Falling back from "))
+            log.warning("GPIO not available (%s: %s%s): running without LEDs and buttons. On a Pi, the user "
+                        "pivoice runs as must be in the 'gpio' group.", type(e).__name__, e,
+                        f" [{why}]" if why else "")
             return
         self.available = True
         parts = []

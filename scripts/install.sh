@@ -2,13 +2,16 @@
 # Installs pivoice as a systemd service (Raspberry Pi OS Bookworm/Trixie, Debian 12+). Safe to run again.
 #
 #   sudo bash scripts/install.sh [--api-key-file FILE]   install or upgrade, enable and start
+#        [--input-device PCM] [--output-device PCM]      the sound devices for a new config (else chosen)
 #   sudo bash scripts/install.sh --uninstall [--purge]   remove (--purge also removes /etc/pivoice)
-#   bash scripts/install.sh --dry-run [...]              print what would be done, change nothing
+#   bash scripts/install.sh --dry-run [--cards DIR] ...  print what would be done, change nothing
+#                                                        (--cards: sound cards listed in DIR, not /proc/asound)
 #
-# What it does: apt packages; a venv at /opt/pivoice/venv with pivoice from this checkout; the system
-# user 'pivoice' in the groups 'audio' and 'gpio'; /etc/pivoice/pivoice.toml from config/ (an existing
-# file is never overwritten); the API key in /etc/pivoice/api-key (root-owned, mode 0600, handed to the
-# service as a systemd credential); the unit in /etc/systemd/system; enable and start.
+# What it does: apt packages; a venv at /opt/pivoice/venv with pivoice from this checkout (on a Raspberry
+# Pi with its GPIO backend, lgpio); the system user 'pivoice' in the groups 'audio' and 'gpio';
+# /etc/pivoice/pivoice.toml from config/ with the sound card to use (an existing file is never touched);
+# the API key in /etc/pivoice/api-key (root-owned, mode 0600, handed to the service as a systemd
+# credential); the unit in /etc/systemd/system; enable and start.
 set -euo pipefail
 
 src="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,17 +24,25 @@ dry=0
 mode=install
 purge=0
 key_file=""
+input_device=""
+output_device=""
+asound=/proc/asound
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+# need_value OPTION WHAT VALUE: the option was given a value.
+need_value() {
+  [ -n "$3" ] || { echo "install.sh: $1 needs $2" >&2; exit 64; }
+}
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1 ;;
     --uninstall) mode=uninstall ;;
     --purge) purge=1 ;;
-    --api-key-file)
-      [ $# -ge 2 ] || { echo "install.sh: --api-key-file needs a file name" >&2; exit 64; }
-      key_file="$2"; shift ;;
+    --api-key-file) need_value "$1" "a file name" "${2:-}"; key_file="$2"; shift ;;
+    --input-device) need_value "$1" "an ALSA device name (arecord -L lists them)" "${2:-}"; input_device="$2"; shift ;;
+    --output-device) need_value "$1" "an ALSA device name (aplay -L lists them)" "${2:-}"; output_device="$2"; shift ;;
+    --cards) need_value "$1" "a directory holding 'cards' and 'pcm' as in /proc/asound" "${2:-}"; asound="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option '$1'" >&2; usage >&2; exit 64 ;;
   esac
@@ -52,6 +63,11 @@ if [ "$dry" = 0 ] && [ "$(id -u)" -ne 0 ]; then
   say "install.sh: run it as root (sudo bash scripts/install.sh), or with --dry-run to see what it does" >&2
   exit 77
 fi
+for d in "$input_device" "$output_device"; do
+  case "$d" in
+    *[!A-Za-z0-9_:,=.@-]*) say "install.sh: '$d' is not an ALSA device name (arecord -L / aplay -L list them)" >&2; exit 64 ;;
+  esac
+done
 if [ -n "$key_file" ] && [ ! -r "$key_file" ]; then
   say "install.sh: cannot read the API key file '$key_file'" >&2
   exit 66
@@ -63,20 +79,29 @@ uninstall() {
   fi
   run rm -f "$unit"
   run systemctl daemon-reload
+  run systemctl reset-failed pivoice.service 2>/dev/null || true
   run rm -rf "$prefix"
   if id "$user" >/dev/null 2>&1; then
     run userdel "$user"
   fi
   if [ "$purge" = 1 ]; then
-    run rm -rf "$etc"
-    say "pivoice removed, with its configuration and API key."
+    run rm -rf "$etc" "$unit.d"
+    say "pivoice removed, with its configuration, API key and unit drop-ins ($unit.d)."
   else
     say "pivoice removed. Your configuration and API key stay in $etc (--purge removes them)."
   fi
 }
 
+# A Raspberry Pi (its kernel says so in the device tree, or in /proc/cpuinfo).
+is_pi() {
+  grep -qas "Raspberry Pi" /proc/device-tree/model || grep -qs "^Model.*Raspberry Pi" /proc/cpuinfo
+}
+
 install_packages() {
-  local packages=(python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev alsa-utils)
+  # passwd: useradd and groupadd (not in a minimal Debian 13).
+  local packages=(python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev alsa-utils passwd)
+  # swig: lgpio (the GPIO backend) builds from source where PyPI has no wheel for this Python.
+  if is_pi; then packages+=(swig); fi
   local missing=() p
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -102,16 +127,97 @@ install_user() {
 install_venv() {
   [ -x "$prefix/venv/bin/python" ] || run python3 -m venv "$prefix/venv"
   run "$prefix/venv/bin/python" -m pip install -q --upgrade pip
-  run "$prefix/venv/bin/python" -m pip install -q --upgrade "$src"
+  if is_pi; then
+    # The extra 'pi': lgpio, gpiozero's pin backend (the only one on a Pi 5, and the one with PWM).
+    # PYPI=1 makes its source build bundle the C library rather than look for a system liblgpio.
+    say "Raspberry Pi: installing the GPIO backend lgpio too"
+    run env PYPI=1 "$prefix/venv/bin/python" -m pip install -q --upgrade "${src}[pi]"
+  else
+    run "$prefix/venv/bin/python" -m pip install -q --upgrade "$src"
+  fi
   run install -m 0644 "$src/README.md" "$prefix/README.md"
+}
+
+# devices KIND: one line "CARD_ID DEVICE_NUMBER CARD_NAME" per ALSA device that can KIND (capture or
+# playback), from $asound/pcm ("02-00: name : name : playback 1 : capture 1") and $asound/cards
+# (" 2 [seeed2micvoicec]: seeed-2mic-voic - seeed-2mic-voicecard").
+devices() {
+  local kind=$1 line index dev id name
+  [ -r "$asound/pcm" ] && [ -r "$asound/cards" ] || return 0
+  while IFS= read -r line; do
+    case "$line" in *" : $kind "*) ;; *) continue ;; esac
+    index=$((10#${line%%-*}))
+    dev=${line%%:*}
+    dev=$((10#${dev#*-}))
+    id=$(sed -n "s/^ *$index \[\([^] ]*\) *\]: .* - \(.*\)\$/\1/p" "$asound/cards")
+    name=$(sed -n "s/^ *$index \[\([^] ]*\) *\]: .* - \(.*\)\$/\2/p" "$asound/cards")
+    [ -n "$id" ] && printf '%s %s %s\n' "$id" "$dev" "$name"
+  done < "$asound/pcm"
+}
+
+# choose KIND WHAT KEY PREFERRED_CARD: sets $chosen to the ALSA device for audio.KEY in the new config,
+# and says why. One device that can KIND (capture or playback): that one. Several: ask on a terminal,
+# else take PREFERRED_CARD's or the first. None: "default".
+choose() {
+  local kind=$1 what=$2 key=$3 preferred=$4 list n pick=1 i id dev name
+  list=$(devices "$kind")
+  n=$(printf '%s' "$list" | grep -c . || true)
+  if [ "$n" = 0 ]; then
+    say "$what: no sound card for $kind found (in $asound); leaving audio.$key = \"default\", which under the service may reach nothing: set it when the card is there (arecord -L / aplay -L)"
+    chosen=default
+    return
+  fi
+  if [ "$n" -gt 1 ]; then
+    if [ -n "$preferred" ]; then
+      i=$(printf '%s\n' "$list" | awk -v c="$preferred" '$1 == c {print NR; exit}')
+      [ -n "$i" ] && pick=$i
+    fi
+    if [ -t 0 ]; then  # (in a dry run too: it shows what would be written)
+      say "$what: these devices can do $kind:"
+      printf '%s\n' "$list" | awk '{d = "plughw:CARD=" $1 ",DEV=" $2; $1 = $2 = ""; sub(/^ +/, ""); printf "  %d) %s  (%s)\n", NR, d, $0}'
+      read -r -p "Which one should pivoice use? [$pick] " i
+      case "$i" in ''|*[!0-9]*) ;; *) if [ "$i" -ge 1 ] && [ "$i" -le "$n" ]; then pick=$i; fi ;; esac
+    fi
+  fi
+  read -r id dev name <<<"$(printf '%s\n' "$list" | sed -n "${pick}p")"
+  chosen="plughw:CARD=$id,DEV=$dev"
+  if [ "$n" = 1 ]; then
+    say "$what: $chosen ($name), the only sound card for $kind"
+  else
+    say "$what: $chosen ($name), one of $n sound devices for $kind (to use another: audio.$key in $etc/pivoice.toml, or install with --${key%_device}-device)"
+  fi
 }
 
 install_config() {
   run install -d -m 0755 "$etc"
   if [ -e "$etc/pivoice.toml" ]; then
     say "config: keeping your $etc/pivoice.toml (the documented default is $src/config/pivoice.toml)"
+    if [ -n "$input_device$output_device" ]; then
+      say "config: --input-device/--output-device are not applied to an existing config; edit [audio] in it"
+    fi
+    return
+  fi
+  # Under the service, ALSA's 'default' often reaches nothing (where a desktop sound server runs, it
+  # routes there, out of the service's reach): the new config names the card.
+  local input=$input_device output=$output_device chosen
+  if [ -z "$input" ]; then choose capture microphone input_device ""; input=$chosen; fi
+  if [ -z "$output" ]; then
+    # The microphone's card, when it also plays (a HAT, a USB speakerphone).
+    choose playback speaker output_device "$(printf '%s' "$input" | sed -n 's/^plughw:CARD=\([^,]*\),.*/\1/p')"
+    output=$chosen
+  fi
+  run install -m 0644 "$src/config/pivoice.toml" "$etc/pivoice.toml"
+  set_key input_device "$input"
+  set_key output_device "$output"
+}
+
+# set_key KEY VALUE: KEY = "VALUE" in the [audio] section of the new config (VALUE: checked_device).
+set_key() {
+  if [ "$dry" = 1 ]; then
+    say "would set audio.$1 = \"$2\" in $etc/pivoice.toml"
   else
-    run install -m 0644 "$src/config/pivoice.toml" "$etc/pivoice.toml"
+    sed -i "s|^$1 = \"default\"\$|$1 = \"$2\"|" "$etc/pivoice.toml"
+    grep -qxF "$1 = \"$2\"" "$etc/pivoice.toml" || { say "install.sh: could not set audio.$1 in $etc/pivoice.toml" >&2; exit 70; }
   fi
 }
 

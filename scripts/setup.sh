@@ -17,8 +17,10 @@ esac
 packages=(python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev alsa-utils)
 if [ "$dev" = 1 ]; then
   # PulseAudio + ALSA's pulse plugin: the paced virtual sound card; sox: decodes a test clip;
-  # systemd: systemd-analyze and journald for the service tests; shellcheck: the shell scripts.
-  packages+=(pulseaudio pulseaudio-utils libasound2-plugins sox systemd shellcheck)
+  # systemd: systemd-analyze and journald for the service tests; shellcheck: the shell scripts;
+  # mmdebstrap + systemd-container: Debian roots booted with systemd-nspawn, where tests/test_systemd.py
+  # installs the service and drives it with systemctl (needs root).
+  packages+=(pulseaudio pulseaudio-utils libasound2-plugins sox systemd shellcheck mmdebstrap systemd-container)
 fi
 
 missing=()
