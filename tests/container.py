@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import TEST_KEY, SoundCard, SpeakerRecorder, read_wav, silence
+from harness import TEST_KEY, SoundCard, SpeakerRecorder, read_wav, silence
 from standin import LiveStandIn
 
 SHARE = "/run/pvtest"  # the host directory shared with the container, as seen from inside

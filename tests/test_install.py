@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import ROOT, TEST_KEY
+from harness import ROOT, TEST_KEY
 
 INSTALL = ROOT / "scripts" / "install.sh"
 

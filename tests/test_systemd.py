@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TEST_KEY, read_wav
 from container import (
     ASOUND,
     DROPINS,
@@ -38,6 +37,7 @@ from container import (
     sound_card,
     source_files,
 )
+from harness import ROOT, TEST_KEY, read_wav
 from standin import LiveStandIn
 
 NEW_KEY = TEST_KEY + "-new"
