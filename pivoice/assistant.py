@@ -21,6 +21,7 @@ from typing import Any
 
 from . import narration
 from .audio.aec import EchoCanceller
+from .audio.alsa import try_open
 from .audio.capture import RETRY_MAX as CAPTURE_RETRY_MAX
 from .audio.capture import Capture
 from .audio.format import IN_RATE
@@ -28,7 +29,6 @@ from .audio.playback import Playback
 from .audio.ring import PreRoll
 from .audio.speech_end import SpeechEnd
 from .config import Settings
-from .errors import DeviceError
 from .live import session as live
 from .live.failures import FIX_KEY, SessionError
 from .logs import fields
@@ -42,6 +42,10 @@ log = logging.getLogger("pivoice.assistant")
 WAKE_STATES = frozenset({State.IDLE, State.RESPONDING, State.ERROR})  # where the wake word counts
 PREROLL_RING_SECONDS = 3.0  # more than the pre-roll plus the detector's worst lag
 PLAYOUT_POLL_SECONDS = 0.01
+# A detection within this much audio after the last one is that phrase again, not a new one: a detector
+# reset mid-phrase (a conversation ended at once) fires on the rest of it ("...Jarvis" alone fires the
+# model). Counted in captured samples, not seconds of wall time, so a late capture thread changes nothing.
+SAME_PHRASE_SAMPLES = IN_RATE
 
 
 class Assistant:
@@ -67,6 +71,7 @@ class Assistant:
         self._closing: set[asyncio.Task] = set()  # sessions closing their sockets
         self._loop: asyncio.AbstractEventLoop | None = None
         self._newest = 0  # sample index of the end of the newest captured frame
+        self._last_wake = -SAME_PHRASE_SAMPLES  # sample index of the end of the last wake word acted on
         self._press: tuple[State, int] | None = None  # state and capture index when the button went down
         self._talking = False  # push-to-talk: the button is held, activity started
         self._speech = SpeechEnd(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
@@ -312,6 +317,9 @@ class Assistant:
                 if hit is None:
                     continue
                 if self.state in (State.IDLE, State.ERROR):
+                    if hit.end - self._last_wake < SAME_PHRASE_SAMPLES:
+                        continue
+                    self._last_wake = hit.end
                     self.dispatch(Event.WAKE, detection=hit)
                 elif self.state is State.RESPONDING:
                     if self.self_trigger is not None and await self.self_trigger.is_echo(item.at):
@@ -337,8 +345,8 @@ class Assistant:
             # A device that is named right but absent or busy (a USB microphone not plugged in, a HAT whose
             # driver starts late, a sound server holding the card) is waited for, not given up on: its
             # thread keeps trying to open it. Only a name that can never work stops pivoice (78).
-            mic_trouble = self._try_open(self.capture)
-            speaker_trouble = self._try_open(self.playback)
+            mic_trouble = try_open(self.capture)
+            speaker_trouble = try_open(self.playback)
             await self.detector.load()
             self.playback.start()
             self.capture.start(loop, on_lost=lambda message: self.dispatch(Event.MIC_LOST, reason=message),
@@ -367,15 +375,6 @@ class Assistant:
             self.detector.close()
             if self.self_trigger is not None:
                 self.self_trigger.close()
-
-    @staticmethod
-    def _try_open(device: Capture | Playback) -> str | None:
-        """Open `device`; what is wrong with it when it is there by name but cannot be used now."""
-        try:
-            device.open()
-        except DeviceError as e:
-            return e.message
-        return None
 
     # -- entry points for other threads (GPIO callbacks) and signal handlers ------------------------
     def _from_thread(self, fn, *args) -> None:

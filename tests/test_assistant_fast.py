@@ -221,11 +221,38 @@ def test_error_transitions_tell_listeners_the_problem_and_what_happens_next(code
             assert failed.info["kind"] == ("auth" if code == 1008 else "server")
             # A wake word now is refused: the state stays, and listeners are told why again.
             resets = r.detector.resets
+            for _ in range(12):
+                r.capture.say()  # a second later: a new wake word, not the rest of the first
             r.capture.say(wake="hey_jarvis")
             await until(lambda: len(r.transitions) == 4, "the refused wake word")
             refused = r.transitions[3]
             assert (refused.old, refused.new, refused.event) == (State.ERROR, State.ERROR, Event.WAKE)
             assert refused.problem == problem
             assert r.client.attempts == 1 and r.detector.resets == resets + 1
+
+    asyncio.run(body())
+
+
+def test_the_rest_of_the_wake_phrase_does_not_open_a_second_conversation():
+    """A conversation ended at once (the button, a mute) while the microphone still delivers the end of
+    "hey jarvis" (a capture thread behind on a busy machine): the reset detector fires on "...jarvis".
+    That is the same phrase, not a new wake word; a wake word a second of audio later is."""
+
+    async def body():
+        async with Running() as r:
+            r.capture.say(wake="hey_jarvis")
+            await r.reach(State.LISTENING)
+            r.assistant.button_down()  # ends the conversation
+            await r.reach(State.IDLE)
+            r.capture.say(wake="hey_jarvis")  # 80 ms later: the same phrase, scored again
+            await r.capture.heard()
+            await settle()
+            assert r.state is State.IDLE and len(r.client.connections) == 1
+            for _ in range(12):
+                r.capture.say()
+            r.capture.say(wake="hey_jarvis")  # 1.04 s of audio after the first: a new wake word
+            await r.reach(State.LISTENING)
+            assert len(r.client.connections) == 2
+            assert r.events.count(Event.WAKE) == 2
 
     asyncio.run(body())

@@ -12,6 +12,7 @@ import ctypes.util
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import alsaaudio
 
@@ -116,3 +117,13 @@ def _explain(kind: str, device: str, key: str, error: str, lib_messages: str) ->
         f"{key}: cannot open the ALSA {kind} device '{device}': {reason}. Is the sound card or USB "
         f"device connected? `{lister}` lists what is there."
     )
+
+
+def try_open(device: Any) -> str | None:
+    """`device.open()`; what is wrong when the device is there by name but cannot be used now (absent,
+    busy: a DeviceError), for the caller to wait for it. A name that can never work still raises."""
+    try:
+        device.open()
+    except DeviceError as e:
+        return e.message
+    return None
