@@ -109,16 +109,14 @@ def run_litert(words, pcm: np.ndarray, models: Path) -> dict:
 # -- pivoice's capture-to-detector path ------------------------------------------------------------
 async def _consume(cap, preroll, total) -> tuple[int, float, float]:
     """Start `cap` and take its (frame, detection) hand-overs as Assistant._route_audio does while idle
-    (`taken()`, the pre-roll ring, the detection counted) until sample `total`; returns (detections,
+    (`frames()`, the pre-roll ring, the detection counted) until sample `total`; returns (detections,
     CPU s of all threads, wall s)."""
     import asyncio
 
     hits, last = 0, -REFRACTORY * CHUNK
     t0, w0 = time.process_time(), time.monotonic()
     cap.start(asyncio.get_running_loop())
-    while True:
-        item, hit = await cap.queue.get()
-        cap.taken()
+    async for item, hit in cap.frames():
         preroll.append(item)
         if hit is not None and hit.end - last >= REFRACTORY * CHUNK:
             hits += 1
@@ -131,19 +129,19 @@ async def _consume(cap, preroll, total) -> tuple[int, float, float]:
 def run_pivoice(words, pcm: np.ndarray | None, models: Path, device: str = "bench_mic") -> dict:
     """pivoice.audio.capture.Capture on an ALSA file-plugin PCM (HOME holds the .asoundrc), scoring each
     frame in its thread with pivoice.wake.detector.WakeDetector.score, consumed by an asyncio loop as
-    Assistant._route_audio consumes it while idle: `item, hit = await queue.get(); taken()`, the pre-roll
-    ring append, then the detection (counted, not acted on)."""
+    Assistant._route_audio consumes it while idle: `async for item, hit in capture.frames()`, the
+    pre-roll ring append, then the detection (counted, not acted on)."""
     import asyncio
 
     from pivoice.audio.capture import Capture
     from pivoice.audio.ring import PreRoll
-    from pivoice.wake.detector import WakeDetector
+    from pivoice.wake.detector import WakeDetector, resolve_models
 
     total = pcm.size if pcm is not None else float("inf")  # None: a live device, until killed
 
     async def main() -> dict:
-        det = WakeDetector(list(words), THRESHOLD)
-        cap = Capture(device, scorer=det.score)  # as Assistant wires them: capture.scorer = detector.score
+        det = WakeDetector(resolve_models(list(words)), THRESHOLD)
+        cap = Capture(device, scorer=det.score)  # as pivoice.daemon.build wires them
         cap.open()
         await det.load()
         cap.scoring = True
@@ -178,10 +176,10 @@ def run_pivoice_score(words, pcm: np.ndarray, models: Path) -> dict:
     import asyncio
 
     from pivoice.audio.ring import Frame
-    from pivoice.wake.detector import WakeDetector
+    from pivoice.wake.detector import WakeDetector, resolve_models
 
     raw = pcm.astype("<i2").tobytes()
-    det = WakeDetector(list(words), THRESHOLD)
+    det = WakeDetector(resolve_models(list(words)), THRESHOLD)
     asyncio.run(det.load())
     t0, w0 = time.process_time(), time.monotonic()
     for k in range(pcm.size // CHUNK):
@@ -202,9 +200,7 @@ def run_pivoice_capture(words, pcm: np.ndarray, models: Path, device: str = "ben
         cap.open()
         t0, w0 = time.process_time(), time.monotonic()
         cap.start(asyncio.get_running_loop())
-        while True:
-            item, _ = await cap.queue.get()
-            cap.taken()
+        async for item, _ in cap.frames():
             if item.end >= pcm.size:
                 break
         r = result(words, pcm.size, time.process_time() - t0, time.monotonic() - w0, None)
@@ -222,7 +218,7 @@ def run_pivoice_quiet(words, pcm: np.ndarray, models: Path, device: str = "bench
 
     from pivoice.audio.capture import Capture
     from pivoice.audio.ring import PreRoll
-    from pivoice.wake.detector import WakeDetector
+    from pivoice.wake.detector import WakeDetector, resolve_models
 
     preroll = PreRoll(PREROLL_RING_SECONDS)
 
@@ -235,7 +231,7 @@ def run_pivoice_quiet(words, pcm: np.ndarray, models: Path, device: str = "bench
             return super()._put(loop, item)
 
     async def main() -> dict:
-        det = WakeDetector(list(words), THRESHOLD)
+        det = WakeDetector(resolve_models(list(words)), THRESHOLD)
         cap = QuietCapture(device, scorer=det.score)
         cap.open()
         await det.load()

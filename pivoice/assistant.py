@@ -16,26 +16,26 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
+from . import narration
 from .audio.aec import EchoCanceller
-from .audio.capture import RATE as CAPTURE_RATE
 from .audio.capture import RETRY_MAX as CAPTURE_RETRY_MAX
 from .audio.capture import Capture
+from .audio.format import IN_RATE
 from .audio.playback import Playback
-from .audio.ring import Frame, PreRoll
+from .audio.ring import PreRoll
+from .audio.speech_end import SpeechEnd
 from .config import Settings
 from .errors import DeviceError
-from .live.session import (ACTIVITY_END, ACTIVITY_START, Connected, Handle, Heard, Interrupted, LiveEvent,
-                           LiveSession, ModelAudio, Said, SessionError, TurnComplete)
+from .live import session as live
+from .live.failures import FIX_KEY, SessionError
 from .logs import fields
-from .states import IN_CONVERSATION, INTERRUPTIONS, Event, State, next_state
+from .states import IN_CONVERSATION, INTERRUPTIONS, Event, Listener, State, Transition, next_state
+from .supervise import supervise
 from .wake.detector import WakeDetector
-from .wake.echo import EchoGuard
+from .wake.self_trigger import SelfTriggerGuard
 
 log = logging.getLogger("pivoice.assistant")
 
@@ -44,37 +44,21 @@ PREROLL_RING_SECONDS = 3.0  # more than the pre-roll plus the detector's worst l
 PLAYOUT_POLL_SECONDS = 0.01
 
 
-@dataclass
-class Transition:
-    old: State
-    new: State
-    event: Event
-    session: int
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-Listener = Callable[[Transition], None]
-
-
 class Assistant:
     def __init__(self, settings: Settings, capture: Capture, playback: Playback, detector: WakeDetector,
-                 client: Any, echo: EchoGuard | None = None, aec: EchoCanceller | None = None):
+                 client: Any, self_trigger: SelfTriggerGuard | None = None, aec: EchoCanceller | None = None):
         self.settings = settings
         self.capture = capture
         self.playback = playback
         self.detector = detector
         self.client = client
-        self.echo = echo
+        self.self_trigger = self_trigger
         self.aec = aec
         self.state = State.STARTING
         self.session_id = 0
-        self.listeners: list[Listener] = [log_transition]
-        capture.on_lost = lambda message: self.dispatch(Event.MIC_LOST, reason=message)
-        capture.on_back = lambda: self.dispatch(Event.MIC_BACK)
-        capture.scorer = detector.score
-        capture.cleaner = self._cancel_echo if aec is not None else None
+        self.listeners: list[Listener] = []  # called in order on every transition
         self._preroll = PreRoll(max(PREROLL_RING_SECONDS, settings.wake.pre_roll_seconds + 1.0))
-        self._session: LiveSession | None = None
+        self._session: live.LiveSession | None = None
         self._session_task: asyncio.Task | None = None
         self._playout_task: asyncio.Task | None = None
         self._follow_up: asyncio.TimerHandle | None = None
@@ -85,7 +69,7 @@ class Assistant:
         self._newest = 0  # sample index of the end of the newest captured frame
         self._press: tuple[State, int] | None = None  # state and capture index when the button went down
         self._talking = False  # push-to-talk: the button is held, activity started
-        self._speech = Endpoint(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
+        self._speech = SpeechEnd(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
         self._by_wake = False  # this conversation began with the wake word (not push-to-talk)
         self._discard_turn = False  # after a local interruption: drop the rest of that turn's audio
         self._handle: tuple[str, float] | None = None  # newest resumption handle, and when it came
@@ -95,95 +79,114 @@ class Assistant:
 
     # -- the one place that changes state ---------------------------------------------------------
     def dispatch(self, event: Event, **info: Any) -> None:
+        """Feed an event in. When it changes the state: the steps for the state left, then for the state
+        entered, then the event's own, then the listeners (log, sd_notify, LED), each given the same
+        Transition, which carries all that they read."""
         new = next_state(self.state, event)
         if new is None:
             return
         t = Transition(self.state, new, event, self.session_id, info)
         self.state = new
         self.capture.scoring = new in WAKE_STATES
-        self._effects(t)
+        self.capture.cancelling = new is State.RESPONDING
+        self._leave(t)
+        t = self._enter(t)
+        self._after_event(t)
         for listener in self.listeners:
             try:
                 listener(t)
-            except Exception:  # noqa: BLE001 - a listener must never take the assistant down
+            except Exception:  # a listener must never take the assistant down
                 log.exception("state listener failed")
 
-    def _effects(self, t: Transition) -> None:
-        loop = asyncio.get_running_loop()
-        conv = self.settings.conversation
-        if t.new is State.CONNECTING and t.old not in (State.ERROR, State.CONNECTING):
-            # From the wake word: pre-roll before the detection; from the button: from the press.
-            det = t.info.get("detection")
-            start = (det.end - int(self.settings.wake.pre_roll_seconds * CAPTURE_RATE) if det is not None
-                     else t.info["from_index"])
-            self._open_session(start, talk=t.event is Event.TALK, wake=det is not None)
-            t.session = self.session_id
-            self._max_duration = loop.call_later(conv.max_seconds, self.dispatch, Event.MAX_DURATION)
+    def _leave(self, t: Transition) -> None:
+        """Steps for the state left (none runs for an event that keeps the state, such as a refused wake word)."""
+        left = t.old is not t.new
         if t.old is State.RESPONDING:
-            self._cancel(self._playout_task)
-            if self.aec is not None and (report := self.aec.report()):
-                log.debug(report)
-            if t.event in INTERRUPTIONS:
-                self._stop_playback()
-                # The server goes on with a turn it was not told was interrupted: drop the rest of it.
-                self._discard_turn = t.event is not Event.INTERRUPTED
-        if t.new is State.RESPONDING:
-            self.detector.reset()  # barge-in listens afresh
-            if self.echo is not None:
-                self.echo.reset()  # a new answer: a new reference stream
-        if t.new is State.LISTENING:
-            self._restart_follow_up()
-        elif self._follow_up is not None:
+            self._leave_responding(t.event)
+        if t.old is State.LISTENING and self._follow_up is not None:
             self._follow_up.cancel()
         if t.old in IN_CONVERSATION and t.new not in IN_CONVERSATION:
             self._end_conversation()
-        if t.new is State.ERROR and (t.old is not State.ERROR or t.event is Event.MIC_LOST):
-            if self._retry is not None:
-                self._retry.cancel()
-            self._failed(t)
-        if t.new is State.ERROR:
-            t.info["problem"] = self.problem
-        if t.old is State.ERROR and t.new is not State.ERROR and self._retry is not None:
+        if left and t.old is State.ERROR and self._retry is not None:
             self._retry.cancel()
+        if left and t.old is State.MUTED:
+            self.detector.reset()
+
+    def _enter(self, t: Transition) -> Transition:
+        """Steps for the state entered; returns the transition with what they decided for the listeners
+        (the new conversation's number, what the ERROR is about and what happens next)."""
+        entered = t.old is not t.new
+        if entered and t.new is State.CONNECTING:
+            self._start_conversation(t)
+            t = replace(t, session=self.session_id)
+        elif t.new is State.RESPONDING:
+            self.detector.reset()  # barge-in listens afresh
+            if self.self_trigger is not None:
+                self.self_trigger.reset()  # a new answer: a new reference stream
+        elif t.new is State.LISTENING:
+            self._restart_follow_up()
+        elif t.new is State.ERROR:
+            if entered or t.event is Event.MIC_LOST:
+                if self._retry is not None:
+                    self._retry.cancel()
+                self.problem, then = self._failed(t)
+                return replace(t, problem=self.problem, then=then)
+            return replace(t, problem=self.problem)
+        elif entered and t.new is State.MUTED:
+            self._preroll.clear()  # nothing heard before the mute may leave after it
+        elif t.new is State.STOPPED:
+            self._stopped.set()
+        return t
+
+    def _after_event(self, t: Transition) -> None:
+        """Steps that belong to the event itself, whatever the states."""
         if t.event is Event.CONNECTED:
             self._failures = 0
-        if t.event is Event.TURN_DONE and self._speech is not None and self._by_wake and self._session is not None:
-            self._session.outgoing.put(ACTIVITY_START)  # no server VAD: the follow-up is a new activity
+        elif t.event is Event.WAKE and t.old is State.ERROR:
+            self.detector.reset()  # refused: once per wake word, not once per frame that scores high
+        elif t.event is Event.TURN_DONE and self._speech is not None and self._by_wake and self._session:
+            self._session.activity_start()  # no server VAD: the follow-up is a new activity
             self._speech.start()
-        if t.event is Event.TALK and t.old is not State.IDLE and self._session is not None:
-            self._session.outgoing.put(ACTIVITY_START)
+        elif t.event is Event.TALK and t.old is not State.IDLE and self._session is not None:
+            self._session.activity_start()
             self._talking = True
-        if t.new is State.MUTED:
-            self._preroll.clear()  # nothing heard before the mute may leave after it
-        if t.old is State.MUTED:
-            self.detector.reset()
-        if t.new is State.STOPPED:
-            self._stopped.set()
+
+    def _leave_responding(self, event: Event) -> None:
+        self._cancel(self._playout_task)
+        if self.aec is not None and (report := self.aec.report()):
+            log.debug(report)
+        if event in INTERRUPTIONS:
+            self._stop_playback()
+            # The server goes on with a turn it was not told was interrupted: drop the rest of it.
+            self._discard_turn = event is not Event.INTERRUPTED
 
     # -- conversations ----------------------------------------------------------------------------
-    def _failed(self, t: Transition) -> None:
-        """ERROR: a key problem waits for a reload; anything else for a backoff, then a retry."""
+    def _start_conversation(self, t: Transition) -> None:
+        """From the wake word: sent from the pre-roll before the detection; from the button: from the press."""
+        det = t.info.get("detection")
+        start = (det.end - int(self.settings.wake.pre_roll_seconds * IN_RATE) if det is not None
+                 else t.info["from_index"])
+        self._open_session(start, talk=t.event is Event.TALK, wake=det is not None)
+        self._max_duration = asyncio.get_running_loop().call_later(
+            self.settings.conversation.max_seconds, self.dispatch, Event.MAX_DURATION)
+
+    def _failed(self, t: Transition) -> tuple[str, str]:
+        """ERROR: what it is about and what happens next. A rejected key waits for the key to be fixed;
+        anything else for a backoff, then a retry."""
         if t.event is Event.MIC_LOST:
-            self.problem = "the microphone is unavailable"
-            t.info["then"] = "waiting for it to come back"
-            return
-        kind = t.info.get("kind", "closed")
-        self.problem = {
-            "auth": "API key rejected",
-            "quota": "quota or rate limit reached",
-            "network": "cannot reach the Gemini API",
-            "timeout": "the Gemini API does not answer",
-            "server": "the Gemini API has a problem",
-        }.get(kind, "the connection to the Gemini API failed")
+            return "the microphone is unavailable", "waiting for it to come back"
+        failure: SessionError = t.info["failure"]
+        kind, problem = failure.kind, failure.problem(self.settings.live.model)
         if kind == "auth":
-            t.info["then"] = "fix the key, then: systemctl reload pivoice"
-            return
+            return problem, FIX_KEY
         self._failures += 1
         wait = min(self.settings.live.retry_max_seconds, 2.0 ** self._failures) * random.uniform(0.8, 1.2)
-        if t.info.get("retry_after"):
-            wait = max(wait, t.info["retry_after"])  # the service said how long
-        t.info["then"] = f"trying again in {wait:.0f} s"
+        if kind == "model":
+            wait = self.settings.live.retry_max_seconds  # a wrong name stays wrong: no quick retries
+        if failure.retry_after:
+            wait = max(wait, failure.retry_after)  # the service said how long
         self._retry = asyncio.get_running_loop().call_later(wait, self.dispatch, Event.RETRY)
+        return problem, f"trying again in {wait:.0f} s"
 
     def _resume_handle(self) -> str | None:
         """The last conversation's handle, if recent enough to continue its context."""
@@ -196,21 +199,21 @@ class Assistant:
     def _open_session(self, start: int, talk: bool = False, wake: bool = False) -> None:
         self.session_id += 1
         self._discard_turn = False
-        session = LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
+        session = live.LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
                               handle=self._resume_handle())
         if not self.settings.vad.automatic and (talk or wake):
             # No server VAD: pivoice says when speech starts (and ends: button released, or silence).
-            session.outgoing.put(ACTIVITY_START)
+            session.activity_start()
             self._talking = talk
             if wake and self._speech is not None:
                 self._speech.start()
         self._by_wake = wake
         for frame in self._preroll.since(start):
-            session.outgoing.put(frame.pcm)
+            session.send_audio(frame.pcm)
         self._session = session
         self._session_task = asyncio.create_task(self._run_session(session, self.session_id), name="session")
 
-    async def _run_session(self, session: LiveSession, session_id: int) -> None:
+    async def _run_session(self, session: live.LiveSession, session_id: int) -> None:
         try:
             await session.run()
             failure = None
@@ -220,8 +223,7 @@ class Assistant:
             if failure is None:
                 self.dispatch(Event.SESSION_ENDED, reason="the session ended")
             else:
-                self.dispatch(Event.SESSION_FAILED, reason=str(failure), kind=failure.kind,
-                              retry_after=failure.retry_after)
+                self.dispatch(Event.SESSION_FAILED, reason=str(failure), kind=failure.kind, failure=failure)
 
     def _end_conversation(self) -> None:
         for handle in (self._follow_up, self._max_duration):
@@ -239,8 +241,8 @@ class Assistant:
 
     def _stop_playback(self) -> None:
         self.playback.stop()
-        if self.echo is not None:
-            self.echo.reset()
+        if self.self_trigger is not None:
+            self.self_trigger.reset()
 
     def _restart_follow_up(self) -> None:
         if self._follow_up is not None:
@@ -249,21 +251,20 @@ class Assistant:
             self.settings.conversation.follow_up_seconds, self.dispatch, Event.FOLLOW_UP_TIMEOUT
         )
 
-    def _on_live_event(self, ev: LiveEvent) -> None:
+    def _on_live_event(self, ev: live.LiveEvent) -> None:
         if self.state not in IN_CONVERSATION:
             return
-        if isinstance(ev, Connected):
+        if isinstance(ev, live.Connected):
             if ev.resumed:
-                log.info("conversation resumed on a new connection in %d ms", ev.setup_ms,
-                         extra=fields(event="resumed", session=self.session_id, latency_ms=round(ev.setup_ms)))
+                narration.resumed(self.session_id, ev.setup_ms)
             else:
                 self.dispatch(Event.CONNECTED, setup_ms=round(ev.setup_ms))
-        elif isinstance(ev, Handle):
+        elif isinstance(ev, live.Handle):
             self._handle = (ev.value, time.monotonic())
-        elif isinstance(ev, Said):
+        elif isinstance(ev, live.Said):
             if self.settings.live.transcripts:
-                log.info("said: %s", ev.text, extra=fields(event="transcript", session=self.session_id, said=ev.text))
-        elif isinstance(ev, ModelAudio):
+                narration.transcript(self.session_id, said=ev.text)
+        elif isinstance(ev, live.ModelAudio):
             if self._discard_turn:
                 return
             if self.state is State.LISTENING:
@@ -271,18 +272,18 @@ class Assistant:
             if self.state is State.RESPONDING:
                 self._cancel(self._playout_task)  # more audio: the turn goes on
                 offset = self.playback.play(ev.pcm)
-                if self.echo is not None:
-                    self.echo.reference(offset, ev.pcm)
-        elif isinstance(ev, Interrupted):
+                if self.self_trigger is not None:
+                    self.self_trigger.reference(offset, ev.pcm)
+        elif isinstance(ev, live.Interrupted):
             self._discard_turn = False
             self.dispatch(Event.INTERRUPTED)
-        elif isinstance(ev, TurnComplete):
+        elif isinstance(ev, live.TurnComplete):
             self._discard_turn = False
             if self.state is State.RESPONDING:
                 self._playout_task = asyncio.create_task(self._wait_played_out(), name="playout")
-        elif isinstance(ev, Heard):
+        elif isinstance(ev, live.Heard):
             if self.settings.live.transcripts:
-                log.info("heard: %s", ev.text, extra=fields(event="transcript", session=self.session_id, heard=ev.text))
+                narration.transcript(self.session_id, heard=ev.text)
             if self.state is State.LISTENING:
                 self._restart_follow_up()  # someone is speaking: keep the window open
 
@@ -297,57 +298,32 @@ class Assistant:
             task.cancel()
 
     # -- the microphone ---------------------------------------------------------------------------
-    def _cancel_echo(self, frame: Frame) -> Frame:
-        """In the capture thread, before the wake-word check: over an answer, the microphone with the
-        answer's echo taken out. The detector hears that, so a person's wake word gets through; the Live
-        session gets it too, so the server's activity detection hears the person, not pivoice itself."""
-        if self.state is State.RESPONDING:
-            return Frame(frame.index, self.aec.process(frame.end, frame.at, frame.pcm), frame.at)
-        return frame
-
     async def _route_audio(self) -> None:
-        while True:
-            item, hit = await self.capture.queue.get()
-            self.capture.taken()
+        async for item, hit in self.capture.frames():
             if self.state is State.MUTED:
                 continue  # the microphone is off: the audio goes nowhere, not even into the ring
             self._newest = item.end
             self._preroll.append(item)
             if self.state in IN_CONVERSATION and self._session is not None:
-                self._session.outgoing.put(item.pcm)
+                self._session.send_audio(item.pcm)
                 if self._speech is not None and self._speech.ended(item.pcm):
-                    self._session.outgoing.put(ACTIVITY_END)
+                    self._session.activity_end()
             if self.state in WAKE_STATES:
                 if hit is None:
                     continue
                 if self.state in (State.IDLE, State.ERROR):
                     self.dispatch(Event.WAKE, detection=hit)
                 elif self.state is State.RESPONDING:
-                    if self.echo is not None and await self.echo.is_echo(item.at):
+                    if self.self_trigger is not None and await self.self_trigger.is_echo(item.at):
                         self.detector.reset()
                         continue
                     self.dispatch(Event.BARGE_IN, detection=hit)
 
-    async def _supervise(self, part, name: str) -> None:
-        """Run `part`; when it fails (a bug), log the cause and start it again. Five failures within a
-        minute end the daemon (exit 70, and systemd restarts it): a loop of the same crash helps no one."""
-        failures: list[float] = []
-        while True:
-            try:
-                await part()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001
-                now = time.monotonic()
-                failures = [t for t in failures if now - t < 60] + [now]
-                log.exception("%s failed (a bug: please report it with this log); restarting it", name,
-                              extra=fields(event="crash", state=self.state.value))
-                if len(failures) >= 5:
-                    raise
-                if self.state in IN_CONVERSATION:
-                    self.dispatch(Event.SESSION_FAILED, reason=f"{name} failed", kind="closed")
-                await asyncio.sleep(1.0)
+    def _crashed(self, name: str) -> None:
+        """A part failed (a bug) and is being restarted: the conversation it served cannot go on."""
+        if self.state in IN_CONVERSATION:
+            self.dispatch(Event.SESSION_FAILED, reason=f"{name} failed", kind="closed",
+                          failure=SessionError(f"{name} failed"))
 
     # -- running ----------------------------------------------------------------------------------
     @property
@@ -365,7 +341,8 @@ class Assistant:
             speaker_trouble = self._try_open(self.playback)
             await self.detector.load()
             self.playback.start()
-            self.capture.start(loop, lost=mic_trouble is not None)
+            self.capture.start(loop, on_lost=lambda message: self.dispatch(Event.MIC_LOST, reason=message),
+                               on_back=lambda: self.dispatch(Event.MIC_BACK), lost=mic_trouble is not None)
             self.dispatch(Event.READY, words=self.wake_words)
             if speaker_trouble is not None:
                 log.error("%s Answers are not heard until it is there; pivoice keeps trying to open it.",
@@ -373,7 +350,8 @@ class Assistant:
             if mic_trouble is not None:
                 self.dispatch(Event.MIC_LOST, reason=f"{mic_trouble} pivoice keeps trying to open it (every "
                                                      f"{CAPTURE_RETRY_MAX:g} s at most) and listens once it is there.")
-            router = asyncio.create_task(self._supervise(self._route_audio, "the audio router"), name="audio-router")
+            router = asyncio.create_task(supervise(self._route_audio, "the audio router", self._crashed),
+                                         name="audio-router")
             stopped = asyncio.create_task(self._stopped.wait())
             await asyncio.wait({router, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if router.done():
@@ -387,8 +365,8 @@ class Assistant:
             self.capture.close()
             self.playback.close()
             self.detector.close()
-            if self.echo is not None:
-                self.echo.close()
+            if self.self_trigger is not None:
+                self.self_trigger.close()
 
     @staticmethod
     def _try_open(device: Capture | Playback) -> str | None:
@@ -431,7 +409,7 @@ class Assistant:
         if self._talking:
             self._talking = False
             if self._session is not None:
-                self._session.outgoing.put(ACTIVITY_END)
+                self._session.activity_end()
             return
         if held or press is None:
             return  # a long press: MUTE_TOGGLE did the work
@@ -440,82 +418,3 @@ class Assistant:
             self.dispatch(Event.TAP, from_index=press[1])
         elif press[0] is State.MUTED:
             log.info("muted: hold the button to unmute", extra=fields(event="button", state=self.state.value))
-
-
-_MESSAGES: dict[Event, str] = {
-    Event.READY: "ready: listening for {words}",
-    Event.WAKE: "heard {name!r} (score {score:.2f}): connecting to the Live API",
-    Event.CONNECTED: "session open in {setup_ms} ms: listening",
-    Event.MODEL_AUDIO: "answering",
-    Event.INTERRUPTED: "answer interrupted: listening",
-    Event.BARGE_IN: "heard {name!r} over the answer (score {score:.2f}): answer stopped, listening",
-    Event.BUTTON_DOWN: "button pressed: {what}",
-    Event.TAP: "button tapped: connecting to the Live API",
-    Event.TALK: "push-to-talk: speaking",
-    Event.MUTE_TOGGLE: "{what}",
-    Event.TURN_DONE: "answer played: listening for a follow-up",
-    Event.FOLLOW_UP_TIMEOUT: "no follow-up: conversation over, waiting for the wake word",
-    Event.MAX_DURATION: "conversation reached conversation.max_seconds: ended",
-    Event.SESSION_ENDED: "conversation ended: {reason}",
-    Event.SESSION_FAILED: "conversation failed: {reason}; {then}",
-    Event.RETRY: "ready to try the Gemini API again",
-    Event.RELOADED: "API key reloaded: ready",
-    Event.MIC_LOST: "{reason}",
-    Event.MIC_BACK: "the microphone is back: listening for the wake word",
-    Event.STOP: "stopping",
-}
-
-
-def log_transition(t: Transition) -> None:
-    info = dict(t.info)
-    det = info.pop("detection", None)
-    if det is not None:
-        info.update(name=det.name, score=det.score)
-    if t.event is Event.BUTTON_DOWN:
-        info["what"] = {State.LISTENING: "answer stopped, listening", State.IDLE: "conversation ended"}[t.new]
-    if t.event is Event.MUTE_TOGGLE:
-        info["what"] = ("muted: the microphone is off" if t.new is State.MUTED
-                        else "unmuted: listening for the wake word")
-    level = logging.INFO
-    if t.event is Event.SESSION_FAILED:
-        level = logging.ERROR if info.get("kind") == "auth" else logging.WARNING
-    if t.event is Event.MIC_LOST:
-        level = logging.ERROR
-    if t.old is State.ERROR and t.new is State.ERROR:  # a wake word or tap that cannot be served
-        log.warning("heard you, but cannot answer: %s", info.get("problem", "the Gemini API is unavailable"),
-                    extra=fields(event="refused", state=t.new.value))
-        return
-    log.log(level, _MESSAGES[t.event].format(**info),
-            extra=fields(event=t.event.value, state=t.new.value, session=t.session or None,
-                         latency_ms=info.get("setup_ms")))
-
-
-class Endpoint:
-    """End of speech by energy, for wake-word turns when the server's activity detection is off: after
-    some speech, vad.silence_duration_ms (default 800 ms) of frames near the noise floor end it."""
-
-    def __init__(self, silence_ms: int = 800):
-        self.silence = silence_ms * CAPTURE_RATE // 1000
-        self.active = False
-        self._quiet = 0
-        self._spoke = 0
-        self._floor = 100.0
-
-    def start(self) -> None:
-        self.active, self._quiet, self._spoke = True, 0, 0
-
-    def ended(self, pcm: bytes) -> bool:
-        if not self.active:
-            return False
-        x = np.frombuffer(pcm, "<i2").astype(np.float32)
-        rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
-        if rms < 3 * self._floor:
-            self._floor = 0.95 * self._floor + 0.05 * max(rms, 20.0)
-            self._quiet += x.size
-        else:
-            self._quiet = 0
-            self._spoke += x.size
-        if self._spoke >= CAPTURE_RATE // 4 and self._quiet >= self.silence:
-            self.active = False
-            return True
-        return False

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _prepare(args: argparse.Namespace):
     from .credentials import find_api_key
-    from .wake.detector import resolve_models
+    from .wake.detector import load_engine, resolve_models
 
     settings = config.load(args.config)
     logs.set_level(settings.log.level)
@@ -42,26 +42,28 @@ def _prepare(args: argparse.Namespace):
     key = find_api_key(settings.live.api_key_file)
     logs.register_secret(key.value)
     log.info("API key from %s", key.source)
-    resolve_models(settings.wake.models)
-    return settings, key
+    models = resolve_models(settings.wake.models)
+    if args.command == "check":
+        load_engine(models)  # loaded in LiteRT and their shapes checked, as `run` will
+    return settings, key, models
 
 
-async def _run(settings, key) -> None:
+async def _run(settings, key, models) -> None:
     from .daemon import build
 
-    await build(settings, key).run()
+    await build(settings, key, models).run()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.setup("info")
     try:
-        settings, key = _prepare(args)
+        settings, key, models = _prepare(args)
         if args.command == "check":
             print(f"OK: config {settings.source}, API key from {key.source}, "
                   f"wake words {', '.join(settings.wake.models)}")
             return EX_OK
-        asyncio.run(_run(settings, key))
+        asyncio.run(_run(settings, key, models))
         log.info("stopped")
         return EX_OK
     except UserError as e:
@@ -69,6 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return EX_OK
-    except Exception:  # noqa: BLE001 - a bug: one line in the log, with where it happened
+    except Exception:  # a bug: one line in the log, with where it happened
         log.exception("internal error (please report this with the log)")
         return EX_SOFTWARE

@@ -6,11 +6,15 @@ Errors name the file, the key and what to do, never a traceback.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
 
@@ -57,6 +61,21 @@ class LiveSettings(_Section):
     transcripts: bool = False
     retry_max_seconds: float = Field(60.0, ge=1.0, le=3600.0)
 
+    @field_validator("base_url")
+    @classmethod
+    def _a_url(cls, v: str) -> str:
+        if not v:
+            return v
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+        except ValueError as e:
+            raise ValueError(f"not a usable URL ({e})") from None
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("not a URL: give one like https://gateway.example:8443 (the Live API is "
+                             "reached over wss:// there), or leave it empty for Google's endpoint")
+        return v
+
 
 class VadSettings(_Section):
     automatic: bool = True
@@ -85,6 +104,27 @@ class GpioSettings(_Section):
     mute_pin: int | None = None
 
 
+HEADER_PINS = range(0, 28)  # BCM GPIO 0-27 on the 40-pin header
+
+
+def check_pins(s: GpioSettings) -> str | None:
+    """A config problem with the pins, said as a message naming the key; None when they are fine."""
+    used: dict[int, str] = {}
+    wanted = {"led": 1, "pwm": 1, "rgb": 3, "none": 0}[s.led]
+    if len(s.led_pins) != wanted:
+        return (f"gpio.led_pins: gpio.led = \"{s.led}\" needs {wanted} pin(s), got {len(s.led_pins)}"
+                + (" (red, green, blue)" if s.led == "rgb" else ""))
+    pins = [(f"gpio.led_pins[{i}]", p) for i, p in enumerate(s.led_pins)]
+    pins += [(k, p) for k, p in (("gpio.button_pin", s.button_pin), ("gpio.mute_pin", s.mute_pin)) if p is not None]
+    for key, pin in pins:
+        if pin not in HEADER_PINS:
+            return f"{key}: {pin} is not a GPIO pin; use a BCM number from 0 to 27 (see pinout.xyz)"
+        if pin in used:
+            return f"{key}: GPIO{pin} is already used by {used[pin]}"
+        used[pin] = key
+    return None
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -100,10 +140,21 @@ class Settings(_Section):
     # Where the settings came from, for messages ("built-in defaults" when no file).
     source: str = Field("built-in defaults", exclude=True)
 
+    @model_validator(mode="after")
+    def _pins(self) -> Settings:
+        # Pins are checked here, not only when GPIO opens: `pivoice check` must catch them, and a
+        # wrong pin is a configuration error whatever the machine.
+        problem = check_pins(self.gpio)
+        if problem:
+            raise ValueError(problem)
+        return self
 
-def _describe(err: dict) -> str:
+
+def _describe(err: ErrorDetails) -> str:
     key = ".".join(str(p) for p in err["loc"])
     kind = err["type"]
+    if not key:  # a check across keys: its message names them
+        return err["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
         return f"unknown key '{key}' (a typo? every key is listed in config/pivoice.toml)"
     if kind == "missing":
@@ -131,7 +182,7 @@ def load(path: Path | None) -> Settings:
     explicit = path is not None
     path = path or DEFAULT_PATH
     try:
-        raw = path.read_bytes()
+        raw = _read_regular_file(path)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(
@@ -139,12 +190,13 @@ def load(path: Path | None) -> Settings:
                 f"--config to use {DEFAULT_PATH} (or the built-in defaults when that is absent)."
             ) from None
         return Settings()
-    except IsADirectoryError:
-        raise ConfigError(f"config path {path} is a directory; give the path of a .toml file.") from None
     except PermissionError:
         raise ConfigError(
             f"cannot read config file {path}: permission denied. Make it readable by the pivoice user."
         ) from None
+    except OSError as e:  # a symlink loop, a path through a file, a name too long...
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}. "
+                          f"Give the path of a .toml file.") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -152,3 +204,21 @@ def load(path: Path | None) -> Settings:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}. Fix that line.") from None
     return parse(data, str(path))
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The file's bytes; a ConfigError for anything but a regular file (a FIFO or a device would block
+    the read, or never end). Opened without blocking, then checked, so nothing can be swapped in between."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"config path {path} is a directory; give the path of a .toml file.")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"config path {path} is not a regular file (a FIFO, socket or device); "
+                              f"give the path of a .toml file.")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)

@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import logs
 from .assistant import Assistant
@@ -18,9 +19,10 @@ from .credentials import CREDENTIAL_NAME, ApiKey, find_api_key
 from .errors import UserError
 from .gpio import Gpio
 from .live.session import make_client
+from .narration import log_transition
 from .systemd import Notifier, status_listener
 from .wake.detector import WakeDetector, resolve_models
-from .wake.echo import EchoGuard
+from .wake.self_trigger import SelfTriggerGuard
 
 log = logging.getLogger("pivoice")
 
@@ -79,20 +81,24 @@ class Daemon:
                     loop.remove_signal_handler(sig)
 
 
-def build(settings: Settings, key: ApiKey) -> Daemon:
+def build(settings: Settings, key: ApiKey, models: dict[str, Path] | None = None) -> Daemon:
+    """The daemon's parts, wired. `models`: the resolved wake-word models (resolved here when not given)."""
+    models = models if models is not None else resolve_models(settings.wake.models)
     aec = EchoCanceller() if settings.audio.echo_cancellation else None
     playback = Playback(settings.audio.output_device, echo=aec)
+    detector = WakeDetector(models, settings.wake.threshold)
     assistant = Assistant(
         settings,
-        Capture(settings.audio.input_device),
+        Capture(settings.audio.input_device, scorer=detector.score, canceller=aec),
         playback,
-        WakeDetector(settings.wake.models, settings.wake.threshold),
+        detector,
         make_client(key, settings.live),
-        EchoGuard(resolve_models(settings.wake.models), settings.wake.threshold, playback.heard_at),
+        SelfTriggerGuard(models, settings.wake.threshold, playback.heard_at),
         aec,
     )
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
+    assistant.listeners.append(log_transition)
     assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
     assistant.listeners.append(gpio.on_transition)
     return Daemon(settings, assistant, gpio, notifier, key)

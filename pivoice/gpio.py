@@ -12,12 +12,10 @@ import logging
 import warnings
 from typing import Any
 
-from .config import GpioSettings
-from .states import State
+from .config import GpioSettings, check_pins
+from .states import State, Transition
 
 log = logging.getLogger("pivoice.gpio")
-
-HEADER_PINS = range(0, 28)  # BCM GPIO 0-27 on the 40-pin header
 
 # Colours for an RGB LED, per state.
 COLOURS: dict[State, tuple[float, float, float]] = {
@@ -33,24 +31,6 @@ SLOW = (0.5, 0.5)
 BLIP = (0.1, 1.9)
 ERROR = (0.05, 0.45)  # a short flash twice a second (red on an RGB LED)
 DIM = 0.1
-
-
-def check_pins(s: GpioSettings) -> str | None:
-    """A config problem with the pins, said as a message naming the key; None when they are fine."""
-    used: dict[int, str] = {}
-    wanted = {"led": 1, "pwm": 1, "rgb": 3, "none": 0}[s.led]
-    if len(s.led_pins) != wanted:
-        return (f"gpio.led_pins: gpio.led = \"{s.led}\" needs {wanted} pin(s), got {len(s.led_pins)}"
-                + (" (red, green, blue)" if s.led == "rgb" else ""))
-    pins = [(f"gpio.led_pins[{i}]", p) for i, p in enumerate(s.led_pins)]
-    pins += [(k, p) for k, p in (("gpio.button_pin", s.button_pin), ("gpio.mute_pin", s.mute_pin)) if p is not None]
-    for key, pin in pins:
-        if pin not in HEADER_PINS:
-            return f"{key}: {pin} is not a GPIO pin; use a BCM number from 0 to 27 (see pinout.xyz)"
-        if pin in used:
-            return f"{key}: GPIO{pin} is already used by {used[pin]}"
-        used[pin] = key
-    return None
 
 
 class Gpio:
@@ -163,7 +143,7 @@ class Gpio:
             else:
                 led.blink(*BLIP)
 
-    def on_transition(self, t) -> None:
+    def on_transition(self, t: Transition) -> None:
         self.show(t.new)
 
     def close(self) -> None:

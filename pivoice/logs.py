@@ -5,14 +5,28 @@ Call sites pass fields as `extra=fields(event="wake", session=3)`; the stderr fo
 
 Every registered secret (the API key) is replaced by "[redacted]" in each formatted line, whatever
 produced it: a second line of defence behind never putting the key in a message in the first place.
+
+Floods are cut in one place, a filter on the handler (`Flood`): the same event repeated (same logger,
+level, message template and event field) is logged FLOOD_BURST times per FLOOD_WINDOW seconds; what is
+held back is counted, and one line at the end of the window says how many ("answer interrupted:
+listening (and 1494 more like it in 3 s)"). A first occurrence and a different event always get through.
 """
 
 from __future__ import annotations
 
+import atexit
+import copy
 import logging
 import os
 import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+FLOOD_BURST = 5  # identical events logged per window before the rest are only counted
+FLOOD_WINDOW = 10.0  # seconds
 
 _secrets: set[str] = set()
 
@@ -56,6 +70,151 @@ class LineFormatter(logging.Formatter):
         return text
 
 
+@dataclass
+class _Run:
+    start: float  # when the window began
+    passed: int = 1  # records logged in this window
+    held: int = 0  # records held back (counted) in this window
+    last: logging.LogRecord | None = None  # the newest one held back
+    last_at: float = 0.0
+
+
+class Flood(logging.Filter):
+    """A handler's filter that rate-limits repeated identical events (see the module docstring).
+
+    Records carry their template as `record.msg`, or as `record.template` when the caller formats the
+    message itself (the assistant's transition lines). The summary of a window is the newest held-back
+    record with "(and N more like it in T s)" appended, logged by a timer when the window ends."""
+
+    def __init__(self, handler: logging.Handler, burst: int = FLOOD_BURST, window: float = FLOOD_WINDOW):
+        super().__init__()
+        self.handler = handler
+        self.burst = burst
+        self.window = window
+        self._lock = threading.Lock()
+        self._runs: dict[tuple, _Run] = {}
+        self._timers: dict[tuple, threading.Timer] = {}
+
+    @staticmethod
+    def key(record: logging.LogRecord) -> tuple:
+        template = getattr(record, "template", None) or record.msg
+        if not str(template).replace("%s", "").strip():  # a bare "%s": the text is the message
+            try:
+                template = record.getMessage()
+            except Exception:  # noqa: BLE001 - a bad format call: the handler reports it, not the filter
+                pass
+        event = (getattr(record, "pivoice", None) or {}).get("event")
+        return record.name, record.levelno, str(template), event
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "flood_summary", False):
+            return True
+        key = self.key(record)
+        now = time.monotonic()
+        with self._lock:
+            run = self._runs.get(key)
+            if run is None or (now - run.start >= self.window and not run.held):
+                if len(self._runs) > 512:
+                    self._forget(now)
+                self._runs[key] = _Run(now)
+                return True
+            if run.passed < self.burst and now - run.start < self.window:
+                run.passed += 1
+                return True
+            run.held += 1
+            run.last, run.last_at = record, now
+            if key not in self._timers:
+                timer = threading.Timer(max(0.0, run.start + self.window - now), self._summarise, (key,))
+                timer.daemon = True
+                self._timers[key] = timer
+                timer.start()
+        return False
+
+    def _forget(self, now: float) -> None:
+        for k in [k for k, r in self._runs.items() if now - r.start >= self.window and not r.held]:
+            del self._runs[k]
+
+    def _summarise(self, key: tuple) -> None:
+        """End of a window with records held back: one line for them. The flood may go on, so the next
+        window logs nothing new until it has passed quietly."""
+        with self._lock:
+            self._timers.pop(key, None)
+            run = self._runs.get(key)
+            if run is None or not run.held or run.last is None:
+                return
+            self._runs[key] = _Run(time.monotonic(), passed=self.burst)
+        summary = copy.copy(run.last)
+        text = run.last.getMessage()
+        if run.held > 1:
+            text += f" (and {run.held - 1} more like it in {run.last_at - run.start:.0f} s)"
+        summary.msg, summary.args, summary.flood_summary = text, None, True
+        summary.created = time.time()  # logged now: its time is now, the text says how long it went on
+        summary.msecs = summary.created % 1 * 1000
+        self.handler.handle(summary)
+
+    def flush(self) -> None:
+        """Log what is held back now (at exit)."""
+        with self._lock:
+            pending = list(self._timers.items())
+        for key, timer in pending:
+            timer.cancel()
+            self._summarise(key)
+
+
+_flood: Flood | None = None
+
+
+@atexit.register
+def _flush_flood() -> None:
+    if _flood is not None:
+        _flood.flush()
+
+
+JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
+
+
+def started_by_systemd(environ: dict[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return bool(env.get("INVOCATION_ID") or env.get("JOURNAL_STREAM"))
+
+
+class JournalHandler(logging.Handler):
+    """Records to journald with PIVOICE_* fields; to stderr when journald is not there.
+
+    journald can restart under a long-running service: when its socket is missing (systemd-python would
+    drop the record silently) or refuses (it would raise), the line goes to stderr instead, which systemd
+    also connects to the journal.
+    """
+
+    def __init__(self, identifier: str = "pivoice"):
+        super().__init__()
+        self.identifier = identifier
+        self.fallback = LineFormatter(timestamps=False, priority_prefix=True)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = redact(self.format(record)).replace("\n", " | ")
+            if JOURNAL_SOCKET.exists():
+                from systemd import journal  # type: ignore[attr-defined]  # systemd-python has no type hints
+
+                extra = getattr(record, "pivoice", None) or {}
+                fields = {f"PIVOICE_{k.upper()}": redact(str(v)) for k, v in extra.items()}
+                journal.send(
+                    message,
+                    PRIORITY=str(PRIORITY.get(record.levelno, 6)),
+                    SYSLOG_IDENTIFIER=self.identifier,
+                    LOGGER=record.name,
+                    CODE_FILE=record.pathname, CODE_LINE=record.lineno, CODE_FUNC=record.funcName,
+                    **fields,
+                )
+                return
+        except Exception:  # noqa: BLE001 - OSError when journald refuses; the line must get out anyway
+            pass
+        sys.stderr.write(self.fallback.format(record) + "\n")
+        sys.stderr.flush()
+
+
 def _stderr_is_journal() -> bool:
     """True when stderr is connected to journald (systemd sets JOURNAL_STREAM=dev:inode)."""
     stream = os.environ.get("JOURNAL_STREAM", "")
@@ -69,14 +228,15 @@ def _stderr_is_journal() -> bool:
 
 def setup(level: str = "info") -> None:
     """Under systemd: journald with structured fields. Otherwise: stderr lines."""
-    from .systemd import JournalHandler, started_by_systemd
-
     if started_by_systemd():
         handler: logging.Handler = JournalHandler()
     else:
         handler = logging.StreamHandler(sys.stderr)
         journal = _stderr_is_journal()
         handler.setFormatter(LineFormatter(timestamps=not journal, priority_prefix=journal))
+    global _flood
+    _flood = Flood(handler)
+    handler.addFilter(_flood)
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

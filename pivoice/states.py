@@ -17,7 +17,10 @@ said by a person over the answer (barge-in).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 
 class State(str, Enum):
@@ -99,3 +102,21 @@ def next_state(state: State, event: Event) -> State | None:
     if event is Event.MUTE_TOGGLE and (state in (State.IDLE, State.ERROR) or state in IN_CONVERSATION):
         return State.MUTED
     return _TABLE.get((state, event))
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What `Assistant.dispatch()` hands every listener (the log, LEDs, sd_notify): the state before and
+    after, the event, the conversation's number, what the event carried (`info`, e.g. the detection or
+    the failure's reason) and, in ERROR, what it is about and what happens next. Listeners only read it."""
+
+    old: State
+    new: State
+    event: Event
+    session: int
+    info: dict[str, Any] = field(default_factory=dict)
+    problem: str = ""  # ERROR: what is wrong, in words ("the microphone is unavailable")
+    then: str = ""  # ERROR: what happens next ("trying again in 4 s", "fix the key, then: ...")
+
+
+Listener = Callable[[Transition], None]

@@ -1,7 +1,6 @@
-"""systemd integration: sd_notify (READY, STATUS, WATCHDOG, STOPPING, RELOADING) and journald logging.
-
-Both use systemd-python. Both are off, silently, in a foreground run: sd_notify when NOTIFY_SOCKET is
-unset, the journal handler when pivoice is not started by systemd (no INVOCATION_ID / JOURNAL_STREAM).
+"""sd_notify (READY, STATUS, WATCHDOG, STOPPING, RELOADING) with systemd-python, and the listener that
+turns state changes into STATUS= lines. Off, silently, when NOTIFY_SOCKET is unset (a foreground run).
+journald logging is in logs.py, with the rest of the logging.
 """
 
 from __future__ import annotations
@@ -9,14 +8,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
-from pathlib import Path
+from collections.abc import Callable
 
-from . import logs
+from .states import Event, Listener, State, Transition
 
 log = logging.getLogger("pivoice.systemd")
-
-JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
 
 class Notifier:
@@ -38,7 +34,7 @@ class Notifier:
             self.stopping = True
         if not self.enabled:
             return
-        from systemd import daemon
+        from systemd import daemon  # type: ignore[attr-defined]  # systemd-python has no type hints
 
         try:
             daemon.notify("\n".join(lines))
@@ -56,53 +52,10 @@ class Notifier:
             await asyncio.sleep(self.watchdog_interval)
 
 
-def started_by_systemd(environ: dict[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return bool(env.get("INVOCATION_ID") or env.get("JOURNAL_STREAM"))
-
-
-class JournalHandler(logging.Handler):
-    """Records to journald with PIVOICE_* fields; to stderr when journald is not there.
-
-    journald can restart under a long-running service: when its socket is missing (systemd-python would
-    drop the record silently) or refuses (it would raise), the line goes to stderr instead, which systemd
-    also connects to the journal.
-    """
-
-    def __init__(self, identifier: str = "pivoice"):
-        super().__init__()
-        self.identifier = identifier
-        self.fallback = logs.LineFormatter(timestamps=False, priority_prefix=True)
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = logs.redact(self.format(record)).replace("\n", " | ")
-            if JOURNAL_SOCKET.exists():
-                from systemd import journal
-
-                extra = getattr(record, "pivoice", None) or {}
-                fields = {f"PIVOICE_{k.upper()}": logs.redact(str(v)) for k, v in extra.items()}
-                journal.send(
-                    message,
-                    PRIORITY=str(logs.PRIORITY.get(record.levelno, 6)),
-                    SYSLOG_IDENTIFIER=self.identifier,
-                    LOGGER=record.name,
-                    CODE_FILE=record.pathname, CODE_LINE=record.lineno, CODE_FUNC=record.funcName,
-                    **fields,
-                )
-                return
-        except Exception:  # noqa: BLE001 - OSError when journald refuses; the line must get out anyway
-            pass
-        sys.stderr.write(self.fallback.format(record) + "\n")
-        sys.stderr.flush()
-
-
-def status_listener(notifier: Notifier, wake_words: callable):
+def status_listener(notifier: Notifier, wake_words: Callable[[], str]) -> Listener:
     """A transition listener: READY=1 once listening, STATUS= on every state, STOPPING=1 at the end."""
-    from .states import Event, State
 
-    def on_transition(t) -> None:
+    def on_transition(t: Transition) -> None:
         idle = f"Listening for {wake_words()}"
         if t.new is State.IDLE:
             reason = t.info.get("reason", "")
@@ -121,7 +74,7 @@ def status_listener(notifier: Notifier, wake_words: callable):
         elif t.new is State.MUTED:
             notifier.send("STATUS=Muted (hold the button to unmute)")
         elif t.new is State.ERROR:
-            notifier.send(f"STATUS=Error: {t.info.get('problem', 'see the log')} — see journalctl -u pivoice")
+            notifier.send(f"STATUS=Error: {t.problem or 'see the log'} — see journalctl -u pivoice")
         elif t.new is State.STOPPED:
             notifier.send("STOPPING=1", "STATUS=Stopping")
 

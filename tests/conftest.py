@@ -90,12 +90,13 @@ class SoundCard:
              "--load=module-null-sink sink_name=speaker rate=24000 channels=1"],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
+        # Ready once its socket answers and both devices are loaded (the socket comes first).
         deadline = time.monotonic() + 20
-        while not (self.runtime / "pulse" / "native").exists():
+        while not self._ready():
             if self._daemon.poll() is not None or time.monotonic() > deadline:
                 log = self.runtime / "pulse.log"
                 raise RuntimeError(f"pulseaudio did not start: {log.read_text() if log.exists() else ''}")
-            time.sleep(0.02)
+            time.sleep(0.05)
         self._fifo = open(self.fifo, "wb", buffering=0)
         self._feeder = threading.Thread(target=self._feed, daemon=True)
         self._feeder.start()
@@ -152,6 +153,15 @@ class SoundCard:
         x = np.frombuffer(chunk, "<i2").astype(np.float32) + e["gain"] * echo + e["rng"].normal(0, e["noise"], n)
         return np.clip(x, -32768, 32767).astype("<i2").tobytes()
 
+    def _ready(self) -> bool:
+        if not (self.runtime / "pulse" / "native").exists():
+            return False
+        try:
+            return "mic_feed" in self._pactl("list", "short", "sources") and \
+                "speaker" in self._pactl("list", "short", "sinks")
+        except subprocess.SubprocessError:
+            return False
+
     def _pactl(self, *args: str) -> str:
         return subprocess.run(["pactl", *args], env={**os.environ, "XDG_RUNTIME_DIR": str(self.runtime)},
                               capture_output=True, text=True, check=True, timeout=10).stdout
@@ -161,6 +171,10 @@ class SoundCard:
 
         (Unloading the source would not do: PulseAudio moves its streams to another source.)"""
         self._pactl("suspend-source", "mic_feed", "1" if hung else "0")
+
+    def hang_speaker(self, hung: bool = True) -> None:
+        """The speaker stops taking audio (a hung sound card: writes to it make no progress) / takes it again."""
+        self._pactl("suspend-sink", "speaker", "1" if hung else "0")
 
     def say(self, pcm: bytes) -> float:
         """Queue 16 kHz audio for the microphone; returns how long until it has all been heard (s)."""

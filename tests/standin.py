@@ -51,15 +51,23 @@ class Behaviour:
     reply_pace: float = 0.0  # seconds between reply messages (0: as fast as the socket takes them)
     input_transcripts: bool = False  # send inputTranscription while speech arrives
     max_replies: int = 1  # replies per session
+    max_replies_in_all: int | None = None  # replies over all sessions (a resumed conversation's too)
     handles: bool = False  # send sessionResumptionUpdate (a new handle after setup and each turn)
     valid_key: str | None = None  # refuse other keys with close 1008, as the service does
     go_away_after_bytes: int | None = None  # send goAway once this much audio arrived on a connection
     go_away_time_left: float = 3.0  # ...and close it this long after (if the client has not)
     drop_after_bytes: int | None = None  # abort the TCP connection (no close frame) after this much audio
+    close_after_bytes: int | None = None  # close with close_code/close_reason after this much audio
+    close_code: int = 1008
+    close_reason: str = ""
+    refuse_setup: tuple[int, str] | None = None  # close with (code, reason) instead of setupComplete
     stall_after_chunks: int | None = None  # stop sending mid-reply after this many audio messages
-    garbage: bool = False  # send a non-JSON frame and an {"error": ...} frame before each reply
+    # send a non-JSON frame, an {"error": ...} frame and one with an unknown field before each reply
+    garbage: bool = False
     reply_on_activity_end: bool = False  # answer when the client ends an activity (VAD off)
     faults_once: bool = True  # go_away/drop/stall only on the first connection
+    reply_mime: str = "audio/pcm;rate=24000"  # the inlineData mimeType of each reply message
+    stray_byte_in_chunk: int | None = None  # this reply message (0-based) gets one byte too many at its end
 
 
 @dataclass
@@ -135,6 +143,15 @@ class LiveStandIn:
         """Send `interrupted` on the newest open session now; returns when it was sent (monotonic)."""
         return asyncio.run_coroutine_threadsafe(self._interrupt(), self._loop).result(5)
 
+    def send_now(self, frames: list[str]) -> None:
+        """Send these text frames on the newest open session, in order, as fast as the socket takes them."""
+        async def _send():
+            ws = self._conns[len(self.sessions) - 1]
+            for f in frames:
+                await ws.send(f)
+
+        asyncio.run_coroutine_threadsafe(_send(), self._loop).result(60)
+
     async def _interrupt(self) -> float:
         ws = self._conns[len(self.sessions) - 1]
         self._stop_reply = True
@@ -168,6 +185,9 @@ class LiveStandIn:
             if b.valid_key is not None and sess.headers.get("x-goog-api-key") != b.valid_key:
                 await ws.close(1008, "API key not valid. Please pass a valid API key.")
                 return
+            if b.refuse_setup is not None:
+                await ws.close(*b.refuse_setup)
+                return
             if b.setup_delay:
                 await asyncio.sleep(b.setup_delay)
             await ws.send(json.dumps({"setupComplete": {}}))
@@ -192,6 +212,9 @@ class LiveStandIn:
                 if faults and b.drop_after_bytes is not None and len(sess.audio) >= b.drop_after_bytes:
                     ws.transport.abort()  # the network is gone: no close frame
                     return
+                if faults and b.close_after_bytes is not None and len(sess.audio) >= b.close_after_bytes:
+                    await ws.close(b.close_code, b.close_reason)
+                    return
                 if faults and b.go_away_after_bytes is not None and not go_away_sent \
                         and len(sess.audio) >= b.go_away_after_bytes:
                     go_away_sent = True
@@ -203,6 +226,8 @@ class LiveStandIn:
                     await ws.send(json.dumps({"serverContent": {"inputTranscription": {"text": "..."}}}))
                 if (b.reply_after_seconds is not None and reply_task is None
                         and len(sess.replies_started) < b.max_replies
+                        and (b.max_replies_in_all is None
+                             or sum(len(x.replies_started) for x in self.sessions) < b.max_replies_in_all)
                         and turn_bytes >= b.reply_after_seconds * 32000):
                     reply_task = asyncio.create_task(self._reply(ws, sess, faults))
                 if reply_task is not None and reply_task.done():
@@ -229,14 +254,16 @@ class LiveStandIn:
         if b.garbage:
             await ws.send("this is not JSON {")
             await ws.send(json.dumps({"error": {"code": 500, "message": "something odd"}}))
+            await ws.send(json.dumps({"futureThing": {"x": 1}}))
         for n, i in enumerate(range(0, len(pcm), b.reply_chunk_bytes)):
             if self._stop_reply:
                 return
             if faults and b.stall_after_chunks is not None and n >= b.stall_after_chunks:
                 await asyncio.sleep(3600)  # stalled: the socket stays open, nothing more comes
-            data = base64.b64encode(pcm[i : i + b.reply_chunk_bytes]).decode()
+            chunk = pcm[i : i + b.reply_chunk_bytes] + (b"\x5a" if n == b.stray_byte_in_chunk else b"")
+            data = base64.b64encode(chunk).decode()
             await ws.send(json.dumps({"serverContent": {"modelTurn": {"parts": [
-                {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": data}}]}}}))
+                {"inlineData": {"mimeType": b.reply_mime, "data": data}}]}}}))
             if b.reply_pace:
                 await asyncio.sleep(b.reply_pace)
         if not self._stop_reply:

@@ -145,13 +145,13 @@ def test_an_alignment_check_finds_a_fraction_of_a_sample():
     sc = scene(12.0, delay=0.06, gain=1.0, people=[])
     aec = EchoCanceller()
     drive(aec, sc.reply, sc.mic[: seconds(0, 11).stop])  # ends while the answer plays
-    placed = aec._epochs[-1][3]
+    placed = aec._epochs[-1].correction
     for off in (0.5, -0.3, 1.5):
-        aec._epochs[-1][3] = placed + off / 16000  # the reference misplaced by `off` samples
+        aec._epochs[-1].correction = placed + off / 16000  # the reference misplaced by `off` samples
         aec._far_since_track = 16000
         aec._track()
-        print(f"misplaced by {off} samples: {(aec._epochs[-1][3] - placed) * 16000:+.2f} left")
-        assert abs(aec._epochs[-1][3] - placed) * 16000 <= 0.15
+        print(f"misplaced by {off} samples: {(aec._epochs[-1].correction - placed) * 16000:+.2f} left")
+        assert abs(aec._epochs[-1].correction - placed) * 16000 <= 0.15
 
 
 def test_lost_capture_audio_is_found_again():
@@ -169,9 +169,9 @@ def test_a_stop_throws_away_what_was_never_heard():
     loud = (np.ones(480) * 8000).astype(np.int16)
     for i in range(20):
         aec.played(loud.tobytes(), 10.0 + (i + 1) * 0.02)
-    aec._epochs[-1][3] = 0.005  # a correction the checks found: not part of the playback's own timeline
+    aec._epochs[-1].correction = 0.005  # a correction the checks found: not part of the playback's own timeline
     aec.dropped(10.3)  # 0.1 s written was never played
-    assert aec._epochs[-1][2] == aec._epochs[-1][0] + int(0.3 * 16000)
+    assert aec._epochs[-1].end == aec._epochs[-1].first + int(0.3 * 16000)
     heard = aec._reference(10.0 + 0.005, int(0.4 * 16000))
     assert heard[: int(0.25 * 16000)].all() and not heard[int(0.31 * 16000) :].any()
 

@@ -50,6 +50,12 @@ def test_absent_default_file_means_builtin_defaults(monkeypatch, tmp_path):
     ({"wake": {"models": [" "]}}, "'wake.models': a model name is empty"),
     ({"conversation": {"follow_up_seconds": -1}}, "'conversation.follow_up_seconds'"),
     ({"log": {"level": "verbose"}}, "'log.level': Input should be 'debug', 'info', 'warning' or 'error'"),
+    ({"gpio": {"button_pin": -4}}, "gpio.button_pin: -4 is not a GPIO pin; use a BCM number from 0 to 27"),
+    ({"gpio": {"led": "rgb", "led_pins": [5]}}, 'gpio.led_pins: gpio.led = "rgb" needs 3 pin(s), got 1'),
+    ({"gpio": {"enabled": False, "mute_pin": 40}}, "gpio.mute_pin: 40 is not a GPIO pin"),
+    ({"live": {"base_url": "not a url"}}, "'live.base_url': not a URL"),
+    ({"live": {"base_url": "ftp://gw.example"}}, "'live.base_url': not a URL"),
+    ({"live": {"base_url": "https://gw.example:port"}}, "'live.base_url': not a usable URL"),
 ])
 def test_errors_name_the_key(data, msg):
     with pytest.raises(ConfigError, match=re.escape(msg)):
@@ -60,3 +66,8 @@ def test_several_problems_are_all_named():
     with pytest.raises(ConfigError) as e:
         config.parse({"wake": {"threshold": 2}, "x": 1}, "test.toml")
     assert "wake.threshold" in e.value.message and "'x'" in e.value.message
+
+
+@pytest.mark.parametrize("url", ["", "https://gw.example", "https://127.0.0.1:8443/v1", "http://[::1]:80"])
+def test_usable_base_urls_pass(url):
+    assert config.parse({"live": {"base_url": url}}, "test.toml").live.base_url == url

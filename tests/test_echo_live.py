@@ -55,7 +55,7 @@ def test_each_answer_of_a_conversation_is_cancelled_from_its_start(mock_pins, so
         windows.append(" ".join(f"{10 * np.log10(np.sum(fed[i : i + 4000] ** 2) / np.sum(sent[i - offset : i - offset + 4000] ** 2)):.0f}"
                                 for i in range(start, end - 4000, 4000)))
     logging.getLogger("pivoice.audio").removeHandler(handler)
-    epochs = [(e[0], round(e[1] % 1000, 4), e[2], round(e[3] * 16000, 2)) for e in d.assistant.aec._epochs]
+    epochs = [(e.first, round(e.offset % 1000, 4), e.end, round(e.correction * 16000, 2)) for e in d.assistant.aec._epochs]
     detail = "\n".join(["per 0.25 s:", *windows, f"epochs {epochs}", *trace, *d.assistant.aec.events])
     print("echo at the Live API below the microphone's, per answer (dB):", " ".join(f"{x:.1f}" for x in less))
     print(detail)

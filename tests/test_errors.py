@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from conftest import TEST_KEY
 
@@ -75,3 +78,65 @@ def test_key_from_systemd_credential_is_used_and_never_logged(run_daemon, standi
     assert d.wait_exit() == 0, d.output
     assert "API key from systemd credential gemini-api-key" in d.output
     assert TEST_KEY not in d.output
+
+
+# -- paths and files that are not what they claim to be ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["symlink loop", "fifo", "device"])
+def test_config_path_that_is_not_a_readable_file(kind, run_daemon, tmp_path):
+    path = tmp_path / "pivoice.toml"
+    if kind == "symlink loop":
+        os.symlink(tmp_path / "other.toml", path)
+        os.symlink(path, tmp_path / "other.toml")
+        pattern = r"cannot read config file .*pivoice.toml: Too many levels of symbolic links"
+    elif kind == "fifo":
+        os.mkfifo(path)  # reading it would wait for a writer forever
+        pattern = r"config path .*pivoice.toml is not a regular file"
+    else:
+        path = Path("/dev/zero")  # reading it would never end
+        pattern = r"config path /dev/zero is not a regular file"
+    for command in ("run", "check"):
+        d = run_daemon(None, args=[command, "--config", str(path)])
+        check_one_clear_error(d, d.wait_exit(), pattern, 78)
+
+
+def wrong_models(tmp_path) -> dict[str, tuple[Path, str]]:
+    from pivoice.wake.openwakeword import builtin_models_dir
+
+    mel = tmp_path / "mel.tflite"  # a valid TFLite model, but the feature extractor, not a classifier
+    mel.write_bytes((builtin_models_dir() / "melspectrogram.tflite").read_bytes())
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(bytes(range(256)) * 40)
+    return {"not a classifier": (mel, r"wake.models: .*mel.tflite is not an openWakeWord classifier \(input "
+                                      r"shape \(1, 1\), output shape \(1, 1, 1, 32\); expected \(1, N, 96\)"),
+            "not a model": (garbage, r"wake.models: .*garbage.tflite is not a usable TFLite model")}
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+@pytest.mark.parametrize("case", ["not a classifier", "not a model"])
+def test_wake_model_file_that_is_not_a_wake_word_classifier(case, command, run_daemon, tmp_path):
+    """`check` loads the models in LiteRT as `run` does: what one refuses, the other does."""
+    (tmp_path / "mic.raw").write_bytes(b"\0" * 64000)
+    path, pattern = wrong_models(tmp_path)[case]
+    d = run_daemon(GOOD + f'[wake]\nmodels = ["{path}"]\n', args=[command])
+    check_one_clear_error(d, d.wait_exit(), pattern, 78)
+
+
+CHECK_CASES = {
+    "negative pin": ("[gpio]\nbutton_pin = -4", r"gpio.button_pin: -4 is not a GPIO pin; use a BCM number from 0 to 27"),
+    "rgb with one pin": ('[gpio]\nled = "rgb"\nled_pins = [5]', r'gpio.led_pins: gpio.led = "rgb" needs 3 pin\(s\), got 1'),
+    "pin used twice": ('[gpio]\nled = "led"\nled_pins = [17]\nmute_pin = 17',
+                       r"gpio.mute_pin: GPIO17 is already used by gpio.led_pins\[0\]"),
+    "base_url not a url": ('[live]\nbase_url = "not a url"', r"'live.base_url': not a URL: give one like https://"),
+    "base_url bad port": ('[live]\nbase_url = "https://gw.example:99999"', r"'live.base_url': not a usable URL"),
+}
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize("case", list(CHECK_CASES))
+def test_check_refuses_what_run_would_fail_on(case, command, run_daemon):
+    text, pattern = CHECK_CASES[case]
+    d = run_daemon(text, args=[command])
+    check_one_clear_error(d, d.wait_exit(), pattern, 78)
+    assert "OK:" not in d.output

@@ -89,3 +89,16 @@ def test_model_names_resolve_or_fail_clearly(tmp_path):
         resolve_models(["hey_siri"])
     with pytest.raises(ConfigError, match="does not exist"):
         resolve_models([str(tmp_path / "missing.tflite")])
+
+
+def test_a_model_that_is_not_a_classifier_is_named_before_litert_prepares_it(tmp_path):
+    from pivoice.wake.detector import load_engine
+
+    mel = tmp_path / "mel.tflite"  # the melspectrogram model: LiteRT fails to prepare it as a classifier
+    mel.write_bytes((builtin_models_dir() / "melspectrogram.tflite").read_bytes())
+    with pytest.raises(ConfigError, match=r"wake.models: .*mel.tflite is not an openWakeWord classifier"):
+        load_engine({"mel": mel})
+    emb = builtin_models_dir() / "embedding_model.tflite"
+    with pytest.raises(ConfigError, match=r"embedding_model.tflite is not an openWakeWord classifier"):
+        load_engine({"emb": emb})
+    assert load_engine({"hey_jarvis": builtin_models_dir() / "hey_jarvis.tflite"}).names == ["hey_jarvis"]

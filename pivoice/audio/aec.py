@@ -29,6 +29,10 @@ Four parts:
   the foreground keeps the echo path it had; a background gone astray is reset from the foreground.
 
 Threads: `played` and `dropped` come from the playback thread, `process` from the capture thread.
+
+Why one module of about 500 lines: it is one cohesive algorithm. The four parts share the reference
+ring, the epochs and the filters' state under one lock, and each is only correct with the others
+(the checks move what the clocks placed; the filter may learn only what the checks found in place).
 """
 
 from __future__ import annotations
@@ -36,14 +40,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 import soxr
 
+from .format import IN_RATE, OUT_RATE, SAMPLE_DTYPE
+
 log = logging.getLogger("pivoice.audio")
 
-RATE = 16000
-PLAY_RATE = 24000
+RATE = IN_RATE
+PLAY_RATE = OUT_RATE
 BLOCK = 256
 PARTS = 4  # 4 x 256 = 1024 taps: 64 ms of echo path after the direct sound
 TAPS = PARTS * BLOCK
@@ -128,6 +135,24 @@ class _Clock:
     def reset(self) -> None:
         self.offset, self._seen, self._jump, self._frozen = None, [], [], False
 
+    @property
+    def placed(self) -> float:
+        """The offset, once an estimate has come (every caller has added one first)."""
+        assert self.offset is not None
+        return self.offset
+
+
+@dataclass
+class _Epoch:
+    """One playback stream in the reference: its samples `first` .. `end` (16 kHz reference indexes); the
+    reference sample r is heard at offset + correction + r / RATE (s, monotonic). The correction is what
+    the alignment checks found."""
+
+    first: int
+    offset: float
+    end: int
+    correction: float
+
 
 class EchoCanceller:
     def __init__(self):
@@ -135,9 +160,7 @@ class EchoCanceller:
         # The reference: everything played, at 16 kHz, by a running index; epochs say when each was heard.
         self._ring = np.zeros(RING, np.float32)
         self._written = 0
-        # [first index, offset (s), end index, correction (s)]: the reference sample r is heard at
-        # offset + correction + r / RATE; the correction is what the alignment checks found.
-        self._epochs: deque[list] = deque(maxlen=16)
+        self._epochs: deque[_Epoch] = deque(maxlen=16)
         self._epoch_in = 0  # 24 kHz samples played in the current epoch
         self._resampler = None
         # A stream's first periods fill the device (and an audio server's) buffer before it starts: their
@@ -163,29 +186,30 @@ class EchoCanceller:
     # -- the playback thread ----------------------------------------------------------------------
     def played(self, pcm: bytes, heard_end: float) -> None:
         """24 kHz mono s16le just written to the speaker; its last sample is heard at `heard_end`."""
-        x = np.frombuffer(pcm, "<i2").astype(np.float32)
+        x = np.frombuffer(pcm, SAMPLE_DTYPE).astype(np.float32)
         with self._lock:
             jumped = self._play_clock.add(heard_end - (self._epoch_in + x.size) / PLAY_RATE)
             if jumped or self._resampler is None:
                 self._new_epoch(heard_end - x.size / PLAY_RATE)
             self._epoch_in += x.size
+            assert self._resampler is not None  # _new_epoch made it
             y = self._resampler.resample_chunk(x)
             self._append(y)
-            self._epochs[-1][1] = self._play_clock.offset - self._epochs[-1][0] / RATE
-            self._epochs[-1][2] = self._written
+            self._epochs[-1].offset = self._play_clock.placed - self._epochs[-1].first / RATE
+            self._epochs[-1].end = self._written
 
     def _new_epoch(self, start_time: float) -> None:
         if self._resampler is not None and self._epochs:  # the last stream's tail, held in the resampler
             self._append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-            self._epochs[-1][2] = self._written
+            self._epochs[-1].end = self._written
         self._resampler = soxr.ResampleStream(PLAY_RATE, RATE, 1, dtype="float32")
         self._epoch_in = 0
         self._play_clock.reset()
         self._play_clock.add(start_time)
         # The correction carries over: what it made up for (the microphone clock's error, drift since
         # it was read) is still there; the new stream's own error is what the next check finds.
-        correction = self._epochs[-1][3] if self._epochs else 0.0
-        self._epochs.append([self._written, start_time - self._written / RATE, self._written, correction])
+        correction = self._epochs[-1].correction if self._epochs else 0.0
+        self._epochs.append(_Epoch(self._written, start_time - self._written / RATE, self._written, correction))
 
     def _append(self, y: np.ndarray) -> None:
         i = self._written % RING
@@ -199,12 +223,12 @@ class EchoCanceller:
         with self._lock:
             if not self._epochs:
                 return
-            first, offset, end, correction = self._epochs[-1]
+            e = self._epochs[-1]
             # the playback's own timeline: the correction also holds the microphone clock's error
-            heard = min(end, max(first, int((now - offset) * RATE)))
-            for r in range(heard, end):  # at most a device buffer (80 ms)
+            heard = min(e.end, max(e.first, int((now - e.offset) * RATE)))
+            for r in range(heard, e.end):  # at most a device buffer (80 ms)
                 self._ring[r % RING] = 0.0
-            self._epochs[-1][2] = heard
+            e.end = heard
             self._resampler = None  # what comes next is a new stream
 
     def _reference(self, times_start: float, n: int) -> np.ndarray:
@@ -214,8 +238,9 @@ class EchoCanceller:
         out = np.zeros(n, np.float32)
         with self._lock:
             oldest = self._written - RING
-            for first, offset, end, correction in self._epochs:
-                pos = (times_start - offset - correction) * RATE
+            for e in self._epochs:
+                first, end = e.first, e.end
+                pos = (times_start - e.offset - e.correction) * RATE
                 r0 = int(np.floor(pos))
                 frac = pos - r0
                 lo, hi = max(r0 - SINC, first, oldest), min(r0 + n + SINC + 1, end)
@@ -251,13 +276,13 @@ class EchoCanceller:
         """When the reference sample that lines up with microphone sample `index` was heard: MARGIN
         samples ahead of the echo, so the filter sees the direct sound MARGIN taps in."""
         delay = self.delay if self.delay is not None else 0
-        return self._mic_clock.offset + (index + MARGIN - delay) / RATE
+        return self._mic_clock.placed + (index + MARGIN - delay) / RATE
 
     def process(self, end: int, at: float, pcm: bytes) -> bytes:
         """A microphone frame (16 kHz s16le, `end` the index after its last sample, read at `at`) with the
         echo of what the speaker played taken out; any length. Frames should come in order; a gap
         restarts the filter's input history (not what it learned)."""
-        d = np.frombuffer(pcm, "<i2").astype(np.float32)
+        d = np.frombuffer(pcm, SAMPLE_DTYPE).astype(np.float32)
         n = d.size
         start = end - n
         before = self._mic_clock.offset
@@ -266,10 +291,10 @@ class EchoCanceller:
             # Once the filter has learned, a change of the clock's estimate must not move the reference:
             # a jump re-anchors the clock (what the corrections made up for is gone: the checks find the
             # rest); the estimate settling after it is folded into the corrections.
-            moved = self._mic_clock.offset - before
+            moved = self._mic_clock.placed - before
             with self._lock:
                 for e in self._epochs:
-                    e[3] = 0.0 if jumped else e[3] + moved
+                    e.correction = 0.0 if jumped else e.correction + moved
         if jumped:  # the microphone's timing jumped (lost audio, reopened)
             self._event(f"microphone clock jumped at {end}")
             self._checked, self._far_in_stream = not self._wf.any(), 0
@@ -277,7 +302,7 @@ class EchoCanceller:
             self._restart_input(start)
         self._mic_end = end
         with self._lock:
-            stream = self._epochs[-1][0] if self._epochs else None
+            stream = self._epochs[-1].first if self._epochs else None
         if stream != self._stream:
             self._event(f"new playback stream {stream} at microphone {end}")
             self._stream, self._checked, self._far_in_stream = stream, not self._wf.any(), 0
@@ -291,7 +316,7 @@ class EchoCanceller:
         self._track()
         self.stats["in"] += float(np.dot(d, d))
         self.stats["out"] += float(np.dot(out, out))
-        return np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes()
+        return np.clip(np.round(out), -32768, 32767).astype(SAMPLE_DTYPE).tobytes()
 
     def _filter(self, x: np.ndarray, d: np.ndarray) -> np.ndarray:
         """Output for every sample given: whole blocks through the adaptive filter; what is left (frames
@@ -388,7 +413,8 @@ class EchoCanceller:
                 self._held += x.size
 
     def _event(self, what: str) -> None:
-        self.events.append(f"{what} [checked {self._checked}, held {self._held}, ef/ed {self._ef / max(self._ed, 1e-9):.2f}]")
+        ratio = self._ef / max(self._ed, 1e-9)
+        self.events.append(f"{what} [checked {self._checked}, held {self._held}, ef/ed {ratio:.2f}]")
 
     def _learn_delay(self) -> None:
         if self._far_since_estimate < (ESTIMATE_FIRST if self.delay is None else ESTIMATE_EVERY):
@@ -438,11 +464,13 @@ class EchoCanceller:
         S = TRACK_RANGE
         c0 = self._hist_start + self._hist_mic.size - n
         with self._lock:
-            if not self._checked and self._epochs and self._epochs[-1][0] == self._stream:
+            if not self._checked and self._epochs and self._epochs[-1].first == self._stream:
                 self._play_clock.freeze()  # from here on, only the checks move this stream
-            first, offset, end, correction = self._epochs[-1]
+            newest = self._epochs[-1]
+            first, heard = newest.first, newest.offset + newest.correction
+            end = newest.end
         t0, t1 = self._ref_time(c0), self._ref_time(c0 + n)
-        if not (offset + correction + first / RATE <= t0 and t1 <= offset + correction + end / RATE):
+        if not (heard + first / RATE <= t0 and t1 <= heard + end / RATE):
             return  # the window is not all in the newest stream
         x = self._reference(self._ref_time(c0 - (TAPS - 1) - S), n + TAPS - 1 + 2 * S)
         y = _convolve(x, _taps(self._wf))[TAPS - 1 : TAPS - 1 + n + 2 * S]
@@ -467,8 +495,8 @@ class EchoCanceller:
         if abs(shift) < 0.1:
             return
         with self._lock:
-            if self._epochs[-1][0] == first:
-                self._epochs[-1][3] -= shift / RATE
+            if self._epochs[-1].first == first:
+                self._epochs[-1].correction -= shift / RATE
         self.stats["aligned"] += 1
         self._event(f"moved by {shift:.2f} samples")
         log.debug("echo reference moved by %.2f samples", shift)
@@ -476,7 +504,7 @@ class EchoCanceller:
     def estimate_delay(self, start: int, mic: np.ndarray) -> int | None:
         """GCC-PHAT between microphone samples [start, start + len(mic)) and the reference; the lag in
         samples (echo later than the clocks say: positive), or None without a clear peak."""
-        ref = self._reference(self._mic_clock.offset + (start - LATEST) / RATE, mic.size + LATEST + EARLIEST)
+        ref = self._reference(self._mic_clock.placed + (start - LATEST) / RATE, mic.size + LATEST + EARLIEST)
         size = _fft_size(ref.size + mic.size)
         R = np.fft.rfft(ref, size)
         cross = R * np.conj(np.fft.rfft(mic, size))

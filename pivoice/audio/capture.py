@@ -1,12 +1,20 @@
-"""Microphone capture: a thread reading ALSA (poll, then a non-blocking read), handing 16 kHz mono frames
-to the event loop. A device that fails or goes silent for STALL_SECONDS (unplugged, hung) is closed and
-reopened with a backoff; the assistant is told when it goes and when it is back.
+"""Microphone capture: the whole microphone chain, in one thread, one way.
 
-The thread also runs the wake-word detector on each frame while the assistant wants it (`scoring`), so a
-frame costs one hand-over to the event loop, with its detection (bench/wake_cost.py --explain measured
-the hand-overs). The hand-over is bounded (SLOTS frames) and the thread waits when it is full: audio is
-never dropped between the device and the consumer. On a real device the consumer keeps up; on an
-unpaced test device (ALSA's file plugin) the wait paces capture to the consumer.
+    ALSA device -> convert to 16 kHz mono -> cancel the answer's echo -> score the wake word -> frames()
+                   (when the device        (while `cancelling`:        (while `scoring`)    (the event
+                    runs another format)    answering)                                      loop: ring,
+                                                                                             session)
+
+The thread reads ALSA (poll, then a non-blocking read). A device that fails or goes silent for
+STALL_SECONDS (unplugged, hung) is closed and reopened with a backoff; `on_lost` / `on_back` say when it
+goes and when it is back. The assistant sets `cancelling` and `scoring` when its state changes, and
+reads `frames()`; it never reaches into the chain.
+
+Scoring in this thread means a frame costs one hand-over to the event loop, with its detection
+(bench/wake_cost.py --explain measured the hand-overs). The hand-over is bounded (SLOTS frames) and the
+thread waits when it is full: audio is never dropped between the device and the consumer. On a real
+device the consumer keeps up; on an unpaced test device (ALSA's file plugin) the wait paces capture to
+the consumer.
 """
 
 from __future__ import annotations
@@ -17,14 +25,21 @@ import logging
 import select
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from .alsa import PcmParams, open_pcm
 from .convert import Converter
+from .format import IN_RATE
 from .ring import Frame
+
+if TYPE_CHECKING:
+    from ..wake.detector import Detection
+    from .aec import EchoCanceller
 
 log = logging.getLogger("pivoice.audio")
 
-RATE = 16000
+RATE = IN_RATE
 PERIOD_FRAMES = 1280  # 80 ms: one wake-word step, one Live API message
 PERIODS = 4
 
@@ -36,22 +51,25 @@ RETRY_MAX = 10.0
 
 
 class Capture:
-    def __init__(self, device: str, key: str = "audio.input_device", on_lost=None, on_back=None, scorer=None):
-        """`on_lost(message)` / `on_back()`: called on the event loop when the device fails while running
-        (unplugged, an error alsa-lib cannot recover) and when it works again."""
+    def __init__(self, device: str, key: str = "audio.input_device",
+                 scorer: Callable[[Frame], Detection | None] | None = None,
+                 canceller: EchoCanceller | None = None):
+        """`scorer`: the wake-word detector's frame -> detection; `canceller`: the echo canceller. Both run
+        in the capture thread, on every frame, while `scoring` / `cancelling` are set."""
         self.device = device
         self.key = key
-        self.on_lost = on_lost
-        self.on_back = on_back
-        self.scorer = scorer  # frame -> detection or None, run in this thread while `scoring`
-        self.cleaner = None  # frame -> frame (the echo canceller), run in this thread before the scorer
+        self.scorer = scorer
+        self.canceller = canceller
         self.scoring = False
-        self._pcm = None
-        self._poll = None
+        self.cancelling = False
+        self.on_lost: Callable[[str], Any] | None = None
+        self.on_back: Callable[[], Any] | None = None
+        self._pcm: Any = None
+        self._poll: Any = None  # select.poll of the device's descriptors, while it is open
         self._convert: Converter | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.queue: asyncio.Queue[tuple[Frame, object]] = asyncio.Queue()  # (frame, detection or None)
+        self._queue: asyncio.Queue[tuple[Frame, Detection | None]] = asyncio.Queue()
         self._slots = threading.BoundedSemaphore(SLOTS)
 
     def open(self) -> None:
@@ -70,26 +88,34 @@ class Capture:
         log.info("capture open: %s, period %d frames, buffer %d frames",
                  self.device, info["period_size"], info["buffer_size"])
 
-    def start(self, loop: asyncio.AbstractEventLoop, lost: bool = False) -> None:
-        """Read in a thread from now on. `lost`: the device could not be opened yet (absent or busy at
-        start); the thread keeps trying and calls `on_back` once it delivers audio."""
+    def start(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[str], Any] | None = None,
+              on_back: Callable[[], Any] | None = None, lost: bool = False) -> None:
+        """Read in a thread from now on. `on_lost(message)` / `on_back()` are called on `loop` when the
+        device fails while running (unplugged, an error alsa-lib cannot recover) and when it works again.
+        `lost`: the device could not be opened yet (absent or busy at start); the thread keeps trying and
+        calls `on_back` once it delivers audio."""
+        self.on_lost, self.on_back = on_lost, on_back
         self._thread = threading.Thread(target=self._run, args=(loop, lost), name="capture", daemon=True)
         self._thread.start()
 
-    def _put(self, loop: asyncio.AbstractEventLoop, item: tuple[Frame, object]) -> bool:
+    async def frames(self) -> AsyncIterator[tuple[Frame, Detection | None]]:
+        """Every frame captured, in order, with the wake word's detection in it (None when there is none
+        or `scoring` was off). Runs until cancelled."""
+        while True:
+            item = await self._queue.get()
+            self._slots.release()
+            yield item
+
+    def _put(self, loop: asyncio.AbstractEventLoop, item: tuple[Frame, Detection | None]) -> bool:
         """Hand an item to the event loop, waiting while SLOTS are taken. False when stopping."""
         while not self._slots.acquire(timeout=0.2):
             if self._stop.is_set():
                 return False
         try:
-            loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:  # the loop is gone
             return False
         return True
-
-    def taken(self) -> None:
-        """The consumer took an item off `queue` (frees its slot)."""
-        self._slots.release()
 
     def _run(self, loop: asyncio.AbstractEventLoop, lost: bool) -> None:
         index = 0
@@ -131,14 +157,17 @@ class Capture:
                 data = self._convert(data)
             frame = Frame(index, data, time.monotonic())
             index = frame.end
-            if self.cleaner is not None:
-                frame = self.cleaner(frame)
+            if self.cancelling and self.canceller is not None:
+                # Over an answer: the microphone with the answer's echo taken out. The detector hears
+                # that, so a person's wake word gets through; the session gets it too, so the server's
+                # activity detection hears the person, not pivoice itself.
+                frame = Frame(frame.index, self.canceller.process(frame.end, frame.at, frame.pcm), frame.at)
             hit = self.scorer(frame) if self.scoring and self.scorer is not None else None
             if not self._put(loop, (frame, hit)):
                 return
 
     @staticmethod
-    def _notify(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
+    def _notify(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any] | None, *args: Any) -> None:
         if fn is not None:
             try:
                 loop.call_soon_threadsafe(fn, *args)

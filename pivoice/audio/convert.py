@@ -4,12 +4,21 @@ pivoice works in 16 kHz mono s16le towards the Live API and 24 kHz mono s16le fr
 opened at exactly those; a hardware device that cannot do them ('hw:' names, some USB cards) reports
 what it took instead, and a Converter bridges the difference with soxr (streaming, so chunk edges
 leave no clicks). When the device takes the asked-for format the Converter is not used at all.
+
+AnswerAudio checks the model's audio where it comes in: whole samples, 24 kHz, or made so.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import soxr
+
+from ..logs import fields
+from .format import OUT_RATE, SAMPLE_DTYPE
+
+log = logging.getLogger("pivoice.audio")
 
 
 class Converter:
@@ -23,13 +32,116 @@ class Converter:
         )
 
     def __call__(self, pcm: bytes) -> bytes:
-        x = np.frombuffer(pcm, dtype="<i2")
+        x = np.frombuffer(pcm, dtype=SAMPLE_DTYPE)
         if self.in_channels > 1:
             # Mix down: the mean keeps the level of a mono source recorded on every channel.
             x = x[: x.size - x.size % self.in_channels].reshape(-1, self.in_channels)
-            x = x.mean(axis=1).round().astype("<i2")
+            x = x.mean(axis=1).round().astype(SAMPLE_DTYPE)
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x)
+        return self._out(x)
+
+    def flush(self) -> bytes:
+        """The end of the stream: what the resampler still holds. Use a new Converter after this."""
+        if self._resampler is None:
+            return b""
+        return self._out(self._resampler.resample_chunk(np.zeros(0, SAMPLE_DTYPE), last=True))
+
+    def _out(self, x: np.ndarray) -> bytes:
         if self.out_channels > 1:
             x = np.repeat(x, self.out_channels)
-        return x.astype("<i2", copy=False).tobytes()
+        return x.astype(SAMPLE_DTYPE, copy=False).tobytes()
+
+
+RATES = range(8000, 96001)  # PCM rates accepted from the API (resampled to OUT_RATE)
+
+
+def _roughness(pcm: bytes) -> float:
+    """Mean step between neighbouring samples: small for speech and tones read on the right byte,
+    near-random (thousands) for a stream read one byte off."""
+    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], SAMPLE_DTYPE).astype(np.int32)
+    return float(np.mean(np.abs(np.diff(x)))) if x.size > 1 else 0.0
+
+
+class AnswerAudio:
+    """The model's audio messages of one conversation -> 24 kHz mono s16le in whole samples.
+
+    - Format: each message's inlineData names it in mimeType ("audio/pcm;rate=24000"; no rate, or no
+      mimeType: 24 kHz). PCM at another rate is resampled to 24 kHz, a stream per turn; what cannot be
+      played as it is (another encoding, more than one channel, a rate that makes no sense) is dropped.
+    - Odd lengths: a turn's audio is one byte stream, so a sample split between two messages is joined
+      again: the odd byte waits for the next message. A message with a byte too many or too few would,
+      joined that way, shift every later sample by a byte (loud noise instead of speech), so the next
+      message is read both ways, joined to the waiting byte and on its own, and the smoother reading is
+      kept (speech changes little from one sample to the next; a stream one byte off jumps wildly). A byte
+      still waiting when the turn ends is dropped.
+    - Each kind of trouble is logged once per conversation (the object lives as long as one), not per
+      message.
+    """
+
+    def __init__(self):
+        self._carry = b""  # the odd byte waiting for the next message of the turn
+        self._rate = OUT_RATE
+        self._convert: Converter | None = None
+        self._told: set[str] = set()
+
+    def take(self, data: bytes, mime_type: str | None) -> bytes:
+        """One message's audio -> what to play (may be empty)."""
+        rate = self._rate_of(mime_type)
+        if rate is None:
+            return b""
+        out = b""
+        if rate != self._rate:
+            out, self._rate = self._flush(), rate
+        pcm = self._align(data)
+        if self._rate != OUT_RATE:
+            if self._convert is None:
+                self._convert = Converter(self._rate, 1, OUT_RATE, 1)
+            pcm = self._convert(pcm)
+        return out + pcm
+
+    def end_turn(self) -> bytes:
+        """The turn is over (complete, interrupted, or cut by a new connection): the resampler's tail,
+        to play if the turn completed. A byte still waiting is dropped."""
+        self._carry = b""
+        return self._flush()
+
+    def _flush(self) -> bytes:
+        convert, self._convert = self._convert, None
+        return convert.flush() if convert is not None else b""
+
+    def _align(self, data: bytes) -> bytes:
+        if self._carry:
+            joined = self._carry + data
+            even = len(joined) // 2 * 2
+            data = data if _roughness(joined[:even]) > _roughness(data) else joined
+            self._carry = b""
+        if len(data) % 2:
+            self._tell("odd", logging.WARNING,
+                       f"the Live API sent audio of odd length ({len(data)} bytes, not whole 16-bit samples): "
+                       f"samples split between messages are joined, stray bytes dropped (said once per "
+                       f"conversation)")
+            data, self._carry = data[:-1], data[-1:]
+        return data
+
+    def _rate_of(self, mime_type: str | None) -> int | None:
+        """The sample rate that `mime_type` says, or None (and a warning, once) if it cannot be played."""
+        kind, *params = [p.strip().lower() for p in (mime_type or "audio/pcm").split(";")]
+        values = dict(p.partition("=")[::2] for p in params)
+        rate = values.get("rate", str(OUT_RATE))
+        if kind != "audio/pcm" or values.get("channels", "1") != "1" or not rate.isdigit() \
+                or int(rate) not in RATES:
+            self._tell(f"refused {mime_type}", logging.WARNING,
+                       f"the Live API sent audio as {mime_type!r}, which pivoice cannot play (it plays "
+                       f"audio/pcm, one channel, {RATES.start}-{RATES.stop - 1} Hz): dropped (said once per "
+                       f"conversation)")
+            return None
+        if int(rate) != OUT_RATE:
+            self._tell(f"rate {rate}", logging.INFO,
+                       f"the Live API sends audio at {int(rate)} Hz: resampled to {OUT_RATE // 1000} kHz")
+        return int(rate)
+
+    def _tell(self, what: str, level: int, message: str) -> None:
+        if what not in self._told:
+            self._told.add(what)
+            log.log(level, message, extra=fields(event="model_audio_format"))

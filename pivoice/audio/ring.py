@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from .format import IN_RATE
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -23,7 +25,7 @@ class Frame:
 class PreRoll:
     """Keeps frames covering at least `seconds` of audio before the newest one."""
 
-    def __init__(self, seconds: float, rate: int = 16000):
+    def __init__(self, seconds: float, rate: int = IN_RATE):
         self._keep = int(seconds * rate)
         self._frames: deque[Frame] = deque()
 

@@ -1,13 +1,13 @@
 """One Gemini Live API conversation over google-genai's `client.aio.live.connect`.
 
-The session sends what the assistant queues in `outgoing` (16 kHz mono s16le), in order, from the first
-frame queued (the pre-roll and whatever was said while connecting) to the last, and reports what the
-server says through `on_event`. It knows nothing of states, devices or timers.
+The session sends what the assistant queues with `send_audio()` (16 kHz mono s16le) and the activity
+markers, in order, from the first frame queued (the pre-roll and whatever was said while connecting) to
+the last, and reports what the server says through `on_event`. It knows nothing of states, devices or timers.
 
 One conversation may span several WebSocket connections: the session asks for resumption handles and,
 when the server announces a GoAway (at the next turn boundary, or before its time runs out) or the
 connection drops mid-conversation, closes the old socket and opens a new one with the newest handle.
-Audio queued meanwhile waits in `outgoing`; after a drop the last RESEND_SECONDS already sent are sent
+Audio queued meanwhile waits in the send queue; after a drop the last RESEND_SECONDS already sent are sent
 again, since what was in flight may not have arrived. The answer already received keeps playing.
 """
 
@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import socket
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
+from ..audio.convert import AnswerAudio
+from ..audio.format import IN_MIME
 from ..config import LiveSettings
 from ..credentials import ApiKey
 from ..logs import fields
+from .failures import MAX_MESSAGE_BYTES, SessionError, classify, unreadable
 
 log = logging.getLogger("pivoice.live")
 
-INPUT_MIME = "audio/pcm;rate=16000"
 RESEND_SECONDS = 0.5  # audio sent again after a connection dropped (what may have been in flight)
 GOAWAY_MARGIN = 1.0  # switch this long before a GoAway's time runs out, turn boundary or not
 HANDLE_WAIT = 0.5  # after a GoAway, at a turn boundary: how long to wait for the turn's handle
@@ -45,7 +45,7 @@ class Connected:
 
 @dataclass(frozen=True)
 class ModelAudio:
-    pcm: bytes  # 24 kHz mono s16le
+    pcm: bytes  # 24 kHz mono s16le, whole samples (AnswerAudio makes it so)
 
 
 @dataclass(frozen=True)
@@ -82,23 +82,6 @@ class Handle:
 LiveEvent = Connected | ModelAudio | Interrupted | TurnComplete | Heard | Said | Handle
 
 
-class SessionError(Exception):
-    """The session could not be opened or broke; the message says why and what to do.
-
-    kind: "auth" (key or model refused: retrying will not help), "quota" (rate limit), "server"
-    (1011: the service's trouble), "network" (unreachable, DNS, TLS), "timeout" or "closed".
-    """
-
-    def __init__(self, message: str, kind: str = "closed", retry_after: float | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.retry_after = retry_after
-
-    @property
-    def transient(self) -> bool:
-        return self.kind != "auth"
-
-
 def make_client(key: ApiKey, settings: LiveSettings):
     from google import genai
     from google.genai import types
@@ -112,6 +95,7 @@ def make_client(key: ApiKey, settings: LiveSettings):
             # close healthy connections ("keepalive ping timeout").
             "ping_interval": 20.0,
             "ping_timeout": 60.0,
+            "max_size": MAX_MESSAGE_BYTES,  # websockets' default, named: failures.py reports it
         },
     )
     return genai.Client(api_key=key.value, http_options=http)
@@ -156,81 +140,33 @@ def connect_config(settings: LiveSettings, vad, handle: str | None = None):
     )
 
 
-_AUTH_HINTS = ("api key", "api_key", "permission", "unauthenticated", "not found", "not valid",
-               "invalid argument", "not supported", "not implemented", "location")
-_QUOTA_HINTS = ("quota", "rate limit", "resource_exhausted", "resource exhausted", "too many")
+class _Activity(Enum):
+    """Activity markers, sent when the server's activity detection is off (push-to-talk, energy end)."""
+
+    START = "start"
+    END = "end"
 
 
-def classify(e: BaseException, settings: LiveSettings) -> SessionError:
-    """A failure as one line saying what happened and what to do, with whether retrying can help."""
-    from google.genai import errors as genai_errors
-    from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-    where = settings.base_url or "the Gemini Live API"
-    if isinstance(e, SessionError):
-        return e
-    if isinstance(e, TimeoutError):
-        return SessionError(f"{where} did not answer within {settings.connect_timeout_seconds:g} s "
-                            f"(live.connect_timeout_seconds)", "timeout")
-    if isinstance(e, genai_errors.APIError):
-        code, details = e.code, (e.details if isinstance(e.details, str) else e.message) or ""
-        low = details.lower()
-        if any(h in low for h in _QUOTA_HINTS) or code == 429:
-            return SessionError(f"the Live API's quota or rate limit was reached ({code}: {details}); "
-                                f"waiting before trying again", "quota", _retry_after(details))
-        if code in (1007, 1008) or any(h in low for h in ("api key", "api_key")):
-            return SessionError(
-                f"the Live API refused the session ({code}: {details}). Check the API key (then: "
-                f"systemctl reload pivoice) and that live.model '{settings.model}' supports the Live API",
-                "auth")
-        if code == 1011:
-            return SessionError(f"the Live API had an internal error or is overloaded ({code}: {details})", "server")
-        if code == 1000:
-            return SessionError("the Live API closed the connection", "closed")
-        return SessionError(f"the Live API closed the connection ({code}: {details or 'no reason given'})", "closed")
-    if isinstance(e, InvalidStatus):
-        status = e.response.status_code
-        if status in (401, 403):
-            return SessionError(f"{where} refused the connection with HTTP {status}: the API key was "
-                                f"rejected. Fix it, then: systemctl reload pivoice", "auth")
-        if status == 429:
-            return SessionError(f"{where} answered HTTP 429: rate limited", "quota",
-                                _retry_after(e.response.headers.get("Retry-After", "")))
-        return SessionError(f"{where} refused the connection with HTTP {status}", "server")
-    if isinstance(e, ssl.SSLCertVerificationError):
-        return SessionError(f"the TLS certificate of {where} could not be verified ({e.verify_message}); "
-                            f"check the clock (timedatectl) and the CA certificates", "network")
-    if isinstance(e, socket.gaierror):
-        return SessionError(f"cannot resolve the Live API's host name ({e.strerror}); is the network up?", "network")
-    if isinstance(e, ConnectionClosed):
-        return SessionError(f"the connection to {where} closed ({e})", "closed")
-    if isinstance(e, OSError):
-        return SessionError(f"cannot reach {where} ({e.strerror or e}); is the network up?", "network")
-    return SessionError(f"{type(e).__name__}: {e}", "closed")
+_Outgoing = bytes | _Activity  # what waits to be sent: audio (16 kHz mono s16le) or a marker
 
 
-ACTIVITY_START = "activity_start"
-ACTIVITY_END = "activity_end"
+class _SendQueue:
+    """What waits to be sent, in order. An item whose send failed goes back to the front."""
 
-
-class Outgoing:
-    """What waits to be sent, in order: audio chunks, and ACTIVITY_START / ACTIVITY_END markers when
-    the server's activity detection is off. A chunk whose send failed goes back to the front."""
-
-    def __init__(self):
-        self._q: deque[bytes | str] = deque()
+    def __init__(self) -> None:
+        self._q: deque[_Outgoing] = deque()
         self._ready = asyncio.Event()
 
-    def put(self, item: bytes | str) -> None:
+    def put(self, item: _Outgoing) -> None:
         self._q.append(item)
         self._ready.set()
 
-    def put_front(self, chunks: list[bytes | str]) -> None:
-        self._q.extendleft(reversed(chunks))
+    def put_front(self, items: list[_Outgoing]) -> None:
+        self._q.extendleft(reversed(items))
         if self._q:
             self._ready.set()
 
-    async def get(self) -> bytes | str:
+    async def get(self) -> _Outgoing:
         while not self._q:
             self._ready.clear()
             await self._ready.wait()
@@ -248,14 +184,30 @@ class LiveSession:
         self._settings = settings
         self._vad = vad
         self._on_event = on_event
-        self.outgoing = Outgoing()
+        self._outgoing = _SendQueue()
         self.handle = handle  # the newest resumable handle
         self._recent: deque[tuple[float, bytes]] = deque()  # (when sent, pcm), for a resend
+        self._activity_open = False  # activity_start sent on this connection, activity_end not yet
         self._sending = False  # a send is under way (cancelling it could leave half a frame)
         self._heard_from = False  # the current connection has had a message from the server
         self._in_turn = False
         self._go_away_at: float | None = None  # monotonic deadline of a GoAway
         self._switch_at: float | None = None  # after a GoAway: when to switch, at a turn boundary
+        self._audio = AnswerAudio()  # the model's audio, checked: whole samples at 24 kHz
+
+    # -- what the assistant sends: queued at once, sent in order on the current connection -------------
+    def send_audio(self, pcm: bytes) -> None:
+        """Microphone audio, 16 kHz mono s16le. Nothing queued is lost: what is queued while connecting
+        (or reconnecting) is sent once the connection is open."""
+        self._outgoing.put(pcm)
+
+    def activity_start(self) -> None:
+        """The person starts speaking (only when the server's activity detection is off)."""
+        self._outgoing.put(_Activity.START)
+
+    def activity_end(self) -> None:
+        """The person stopped speaking (only when the server's activity detection is off)."""
+        self._outgoing.put(_Activity.END)
 
     async def _connect(self):
         started = time.monotonic()
@@ -286,7 +238,7 @@ class LiveSession:
                 attempts = 0
             except SessionError as e:
                 attempts = 1 if self._heard_from else attempts + 1  # in a row, without a message between
-                if not e.transient or self.handle is None or attempts > MAX_RESUMES:
+                if not e.resumable or self.handle is None or attempts > MAX_RESUMES:
                     raise
                 log.warning("connection lost (%s): resuming the conversation", e,
                             extra=fields(event="resume"))
@@ -300,16 +252,19 @@ class LiveSession:
                     pass
             resumed = True
             self._go_away_at = self._switch_at = None
+            if self._activity_open:
+                # The person is still speaking (push-to-talk held): the new connection hears that first.
+                self._outgoing.put_front([_Activity.START])
+                self._activity_open = False
             if self._in_turn:
                 # The answer was cut by the switch (a GoAway that ran out, or a drop): the new
                 # connection does not continue it. What was received plays to its end.
-                self._in_turn = False
-                self._on_event(TurnComplete())
+                self._turn_complete()
 
     def _resend_recent(self) -> None:
         cutoff = time.monotonic() - RESEND_SECONDS
-        again = [pcm for t, pcm in self._recent if t >= cutoff]
-        self.outgoing.put_front(again)
+        again: list[_Outgoing] = [pcm for t, pcm in self._recent if t >= cutoff]
+        self._outgoing.put_front(again)
         self._recent.clear()
 
     async def _stream(self, session) -> None:
@@ -338,18 +293,21 @@ class LiveSession:
         from google.genai import types
 
         while True:
-            pcm = await self.outgoing.get()
+            item = await self._outgoing.get()
             self._sending = True
             try:
-                if pcm == ACTIVITY_START:
+                if item is _Activity.START:
                     await session.send_realtime_input(activity_start=types.ActivityStart())
+                    self._activity_open = True
                     continue
-                if pcm == ACTIVITY_END:
+                if item is _Activity.END:
                     await session.send_realtime_input(activity_end=types.ActivityEnd())
+                    self._activity_open = False
                     continue
-                await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
+                pcm = item
+                await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=IN_MIME))
             except BaseException:
-                self.outgoing.put_front([pcm])  # not sent: it goes on the next connection
+                self._outgoing.put_front([item])  # not sent: it goes on the next connection
                 raise
             finally:
                 self._sending = False
@@ -374,7 +332,7 @@ class LiveSession:
                                        f"live.response_timeout_seconds)", "timeout") from None
                 except (ValueError, TypeError) as e:
                     # A frame the SDK cannot parse: skip it, keep the conversation.
-                    log.warning("skipped a malformed message from the Live API: %s", str(e)[:200],
+                    log.warning("skipped a message from the Live API: %s", unreadable(e),
                                 extra=fields(event="malformed"))
                     break
                 fresh = self._dispatch(msg)
@@ -396,6 +354,7 @@ class LiveSession:
         return min(waits) if waits else None
 
     def _switch_deadline(self) -> float:
+        assert self._go_away_at is not None  # only asked after a GoAway
         return min(self._go_away_at, self._switch_at or self._go_away_at)
 
     def _dispatch(self, msg) -> bool:
@@ -418,27 +377,25 @@ class LiveSession:
             for part in sc.model_turn.parts:
                 if part.inline_data and part.inline_data.data:
                     self._in_turn = True
-                    self._on_event(ModelAudio(part.inline_data.data))
+                    if pcm := self._audio.take(part.inline_data.data, part.inline_data.mime_type):
+                        self._on_event(ModelAudio(pcm))
         if sc.input_transcription and sc.input_transcription.text:
             self._on_event(Heard(sc.input_transcription.text))
         if sc.output_transcription and sc.output_transcription.text:
             self._on_event(Said(sc.output_transcription.text))
         if sc.interrupted:
             self._in_turn = False
+            self._audio.end_turn()  # the rest of an interrupted answer is not played
             self._on_event(Interrupted())
         if sc.turn_complete:
-            self._in_turn = False
-            self._on_event(TurnComplete())
+            self._turn_complete()
         return fresh
 
-
-def _retry_after(text: str) -> float | None:
-    """A wait the service asked for: "Retry-After: 30", "retry in 12s", "retryDelay": "7s"."""
-    text = text or ""
-    if text.strip().isdigit():
-        return float(text.strip())
-    m = re.search(r"retry\w*\W+(?:in\W+)?(\d+(?:\.\d+)?)\s*s", text, re.IGNORECASE)
-    return float(m.group(1)) if m else None
+    def _turn_complete(self) -> None:
+        self._in_turn = False
+        if tail := self._audio.end_turn():
+            self._on_event(ModelAudio(tail))
+        self._on_event(TurnComplete())
 
 
 def _seconds(duration) -> float:

@@ -71,10 +71,21 @@ def _stderr_to_log():
                 log.debug("LiteRT: %s", line)
 
 
+def load_engine(paths: dict[str, Path]) -> OpenWakeWordEngine:
+    """The engine over these model files, loaded in LiteRT; a ConfigError naming wake.models when a
+    file is not a model, or not a wake-word classifier."""
+    try:
+        with _stderr_to_log():
+            return OpenWakeWordEngine(paths)
+    except WakeModelError as e:
+        raise ConfigError(f"wake.models: {e}. Use a built-in name or an openWakeWord .tflite file.") from None
+
+
 class WakeDetector:
-    def __init__(self, model_names: list[str], threshold: float):
+    def __init__(self, models: dict[str, Path], threshold: float):
+        """`models`: wake word name -> model file, as resolve_models() gives them."""
         self.threshold = threshold
-        self._paths = resolve_models(model_names)
+        self._paths = models
         # LiteRT interpreters are not thread-safe: they are loaded off the event loop, then used by
         # the capture thread only (score()).
         self._engine: OpenWakeWordEngine | None = None
@@ -87,15 +98,8 @@ class WakeDetector:
     def names(self) -> list[str]:
         return list(self._paths)
 
-    def _load(self) -> OpenWakeWordEngine:
-        try:
-            with _stderr_to_log():
-                return OpenWakeWordEngine(self._paths)
-        except WakeModelError as e:
-            raise ConfigError(f"wake.models: {e}. Use a built-in name or an openWakeWord .tflite file.") from None
-
     async def load(self) -> None:
-        self._engine = await asyncio.to_thread(self._load)
+        self._engine = await asyncio.to_thread(load_engine, self._paths)
         log.info("wake word models loaded: %s (threshold %.2f)", ", ".join(self.names), self.threshold)
 
     def reset(self) -> None:
@@ -104,6 +108,8 @@ class WakeDetector:
 
     def score(self, frame: Frame) -> Detection | None:
         """Scores a frame (in the one thread that feeds the detector: the capture thread)."""
+        if self._engine is None:
+            raise RuntimeError("WakeDetector.score() before load()")
         if self._reset_pending:
             self._engine.reset()
             self._reset_pending = False

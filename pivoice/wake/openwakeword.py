@@ -25,12 +25,13 @@ tested against (tests/test_wake.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..audio.format import IN_RATE, SAMPLE_DTYPE
+
+SAMPLE_RATE = IN_RATE
 CHUNK_SAMPLES = 1280  # 80 ms: one embedding, one score per wake word
 MEL_WINDOW = 1760  # samples the mel model sees per chunk (the chunk plus 3 hops of context)
 MEL_LAG = 800  # samples between the newest sample and the end of the mel window
@@ -70,17 +71,25 @@ def _interpreter(path: Path):
 class _Model:
     """One LiteRT interpreter with fixed input and output tensors."""
 
-    def __init__(self, path: Path, input_shape: tuple[int, ...] | None = None):
+    def __init__(self, path: Path, input_shape: tuple[int, ...] | None = None, classifier: bool = False):
+        """classifier: the model must be an openWakeWord classifier (embeddings in, one score out),
+        checked before LiteRT prepares it (another model, e.g. the melspectrogram one, can fail there)."""
         self.interp = _interpreter(path)
         inp = self.interp.get_input_details()
         out = self.interp.get_output_details()
         if len(inp) != 1 or len(out) != 1:
-            raise WakeModelError(f"{path}: expected one input and one output tensor")
+            raise WakeModelError(f"{path} is not an openWakeWord classifier ({len(inp)} input and {len(out)} "
+                                 f"output tensors, expected one of each)")
+        if classifier:
+            _check_classifier(path, inp[0], out[0])
         self.input_index = inp[0]["index"]
         self.output_index = out[0]["index"]
-        if input_shape is not None:
-            self.interp.resize_tensor_input(self.input_index, list(input_shape))
-        self.interp.allocate_tensors()
+        try:
+            if input_shape is not None:
+                self.interp.resize_tensor_input(self.input_index, list(input_shape))
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise WakeModelError(f"{path} cannot be prepared by LiteRT ({str(e).strip()[:200]})") from None
         self.input_shape = tuple(int(x) for x in self.interp.get_input_details()[0]["shape"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -89,10 +98,16 @@ class _Model:
         return self.interp.get_tensor(self.output_index)
 
 
-@dataclass
-class Score:
-    name: str
-    score: float
+def _check_classifier(path: Path, inp: dict, out: dict) -> None:
+    """An openWakeWord classifier: float32 (1, N, 96) embeddings in, one float32 score out."""
+    shape = tuple(int(x) for x in inp["shape"])
+    out_shape = tuple(int(x) for x in out["shape"])
+    if (len(shape) != 3 or shape[0] != 1 or shape[1] < 1 or shape[2] != EMB_FEATURES or inp["dtype"] != np.float32
+            or int(np.prod(out_shape)) != 1 or out["dtype"] != np.float32):
+        raise WakeModelError(
+            f"{path} is not an openWakeWord classifier (input shape {shape}, output shape {out_shape}; "
+            f"expected (1, N, {EMB_FEATURES}) float32 in, one float32 score out)"
+        )
 
 
 class OpenWakeWordEngine:
@@ -107,13 +122,7 @@ class OpenWakeWordEngine:
         self._emb = _Model(features_dir / "embedding_model.tflite", (1, EMB_WINDOW, NUM_MELS, 1))
         self._words: dict[str, _Model] = {}
         for name, path in model_paths.items():
-            m = _Model(path)
-            if len(m.input_shape) != 3 or m.input_shape[2] != EMB_FEATURES:
-                raise WakeModelError(
-                    f"{path} is not an openWakeWord classifier (input shape {m.input_shape}, "
-                    f"expected (1, N, {EMB_FEATURES}))"
-                )
-            self._words[name] = m
+            self._words[name] = _Model(path, classifier=True)
         self._history = max(m.input_shape[1] for m in self._words.values())
         self._quiet_state()
         self.reset()
@@ -140,7 +149,7 @@ class OpenWakeWordEngine:
 
     def process(self, pcm: bytes) -> list[dict[str, float]]:
         """Feed int16 little-endian samples; returns one {name: score} per completed 80 ms chunk."""
-        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        audio = np.frombuffer(pcm, dtype=SAMPLE_DTYPE).astype(np.float32)
         if self._pending.size:
             audio = np.concatenate([self._pending, audio])
         out = []

@@ -1,4 +1,6 @@
-"""Barge-in without talking to itself: tell a person's wake word from pivoice's own voice.
+"""The self-trigger guard: barge-in without talking to itself, telling a person's wake word from pivoice's
+own voice saying it. (Not to be confused with the echo canceller, pivoice/audio/aec.py, which takes the
+answer's sound out of the microphone signal; this guard works on wake-word detections.)
 
 The speaker's sound reaches the microphone, and an answer that says "Jarvis" would trigger the wake word
 ("talks to itself", rhasspy/wyoming-satellite #25, #185). pivoice knows exactly what it plays, so it
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from ..audio.format import IN_RATE, OUT_RATE, SAMPLE_DTYPE
 from .openwakeword import OpenWakeWordEngine
 
 log = logging.getLogger("pivoice.wake")
@@ -38,7 +41,7 @@ ECHO_BEFORE = 0.4
 ECHO_AFTER = 0.8
 
 
-class EchoGuard:
+class SelfTriggerGuard:
     def __init__(self, model_paths: dict[str, Path], threshold: float, heard_at):
         """`heard_at(offset)`: when the played stream's sample `offset` (24 kHz) is heard, or None."""
         self._paths = model_paths
@@ -46,7 +49,7 @@ class EchoGuard:
         self._heard_at = heard_at
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo")
         self._engine: OpenWakeWordEngine | None = None
-        self._resampler = None
+        self._resampler: soxr.ResampleStream | None = None
         self._start = 0  # 24 kHz stream offset of the reference audio's first sample since reset
         self._fed = 0  # 16 kHz samples fed since reset
         self.hits: list[int] = []  # 24 kHz stream offsets at which the answer itself says the wake word
@@ -56,10 +59,10 @@ class EchoGuard:
         if self._engine is None:
             self._engine = OpenWakeWordEngine(self._paths)
         if self._resampler is None:
-            self._resampler = soxr.ResampleStream(24000, 16000, 1, dtype="int16")
+            self._resampler = soxr.ResampleStream(OUT_RATE, IN_RATE, 1, dtype="int16")
             self._engine.reset()
             self._start, self._fed = offset, 0
-        x = self._resampler.resample_chunk(np.frombuffer(pcm, "<i2"))
+        x = self._resampler.resample_chunk(np.frombuffer(pcm, SAMPLE_DTYPE))
         before = self._fed
         self._fed += x.size
         pending = before % 1280
