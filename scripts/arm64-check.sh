@@ -90,10 +90,11 @@ step() {
 cause() {
   local log=$1 label=$2 found python
   python=$(case "$label" in bookworm) echo "Python 3.11" ;; trixie) echo "Python 3.13" ;; *) echo "Python" ;; esac)
-  found=$(grep -E -m 12 '^ERROR|^E: |[Ee]rror:|fatal error|No matching distribution|Could not find a version|MISMATCH|^FAILED |Segmentation fault|core dumped|Killed|gpiozero found no Pi|expected a|missing:|command not found' "$log" || true)
+  found=$(grep -E -m 12 '^ *ERROR|^E: |[Ee]rror:|fatal error|No matching distribution|Could not find a version|MISMATCH|^FAILED |Segmentation fault|core dumped|Killed|gpiozero found no Pi|expected a|missing:|command not found' "$log" || true)
   [ -z "$found" ] || echo "$found"
   {
     sed -nE "s/.*No matching distribution found for ([^ ]+).*/=> pip has no release of \1 that installs on $python aarch64 (no wheel for it, and no source to build)/p" "$log"
+    sed -nE "s/.*Failed building wheel for ([^ ]+).*/=> PyPI has no wheel of \\1 for $python aarch64, and building it from source failed here/p" "$log"
     sed -nE 's/.*fatal error: ([^:]+): No such file.*/=> a C extension needs \1: a -dev package that scripts\/setup.sh does not install/p' "$log"
     sed -nE 's/.*(error: command|[Nn]o such file or directory:) .?([a-z0-9_+.-]+).? (failed|not found).*/=> a build needs the program \2, which scripts\/setup.sh does not install/p; s/.*unable to execute .([a-z0-9_+.-]+).: No such file.*/=> a build needs the program \1, which scripts\/setup.sh does not install/p' "$log"
   } | awk '!seen[$0]++'
@@ -221,14 +222,26 @@ setup() {  # the README's command, verbatim
 }
 
 test_tools() {  # the test extras of pyproject.toml (not setup.sh --dev: no PulseAudio or journald here)
-  in_root "$1" "$2" '.venv/bin/python tests/arm64_probe.py test-extras >/tmp/test-extras.txt &&
-    .venv/bin/python -m pip install -q -r /tmp/test-extras.txt && .venv/bin/python -m pytest --version' | tee "$OUT"
+  in_root "$1" "$2" '.venv/bin/python tests/arm64_probe.py extra test >/tmp/extra.txt &&
+    .venv/bin/python -m pip install -q -r /tmp/extra.txt && .venv/bin/python -m pytest --version' | tee "$OUT"
   tail -n 1 "$OUT" >"$DETAIL"
+}
+
+gpio_backend() {  # pyproject.toml's extra 'pi' (the GPIO backend, lgpio), when there is one, as install.sh
+  # installs it on a Pi: with swig, and PYPI=1 (a source build bundles lgpio's C library), for a Python
+  # that PyPI has no wheel of it for
+  if ! python3 tests/arm64_probe.py extra pi >"$OUT"; then
+    echo "none: pyproject.toml has no extra 'pi'" | tee "$DETAIL"
+    return 0
+  fi
+  in_root "$1" "$2" 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends swig &&
+    PYPI=1 .venv/bin/python -m pip install -q -e ".[pi]" && .venv/bin/python -c "import gpiozero.pins.lgpio"'
+  paste -sd, - <"$OUT" >"$DETAIL"
 }
 
 help_runs() {
   in_root "$1" "$2" '.venv/bin/pivoice --help' | tee "$OUT"
-  grep -q "check the config file" "$OUT"
+  grep -q "check the config file" "$OUT" && head -n 1 "$OUT" >"$DETAIL"
 }
 
 check_runs() {
@@ -296,6 +309,7 @@ check_release() {  # check_release RELEASE BOARD: root, set-up, then every check
     if [ "$bench" = 1 ]; then
       step "$release" "footprint" footprint "$root" "$board" "$release" && sed '$d' "$work/$release-footprint.table" || rc=1
     fi
+    step "$release" "GPIO backend" gpio_backend "$root" "$board" || rc=1
   else
     rc=1
   fi

@@ -7,7 +7,7 @@
     python tests/arm64_probe.py board pi4|pi5              gpiozero's pi_info() from /proc: the Pi it sees
     python tests/arm64_probe.py footprint OUT.json [RUNS]  the daemon's import time and RSS, start to READY=1
     python tests/arm64_probe.py ratio X86.json ARM64.json  the footprint of both, and arm64 / x86
-    python tests/arm64_probe.py test-extras                pyproject.toml's test extras, one a line (for pip -r)
+    python tests/arm64_probe.py extra NAME                 pyproject.toml's extra NAME, one a line (exit 1: none)
     python -m pytest -p arm64_probe ...                    (with tests/ on PYTHONPATH) leaves out the tests
                                                            that need a sound server or take minutes emulated
 
@@ -273,11 +273,14 @@ def main(argv: list[str]) -> int:
         return board(args[0])
     elif cmd == "ratio":
         ratio(Path(args[0]), Path(args[1]))
-    elif cmd == "test-extras":
+    elif cmd == "extra":
         import tomllib
 
         with open(Path(__file__).parent.parent / "pyproject.toml", "rb") as f:
-            print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["test"]))
+            extras = tomllib.load(f)["project"].get("optional-dependencies", {})
+        if args[0] not in extras:
+            return 1
+        print("\n".join(extras[args[0]]))
     elif cmd == "footprint":
         footprint(Path(args[0]), int(args[1]) if len(args) > 1 else 3)
     else:
