@@ -90,7 +90,8 @@ step() {
 cause() {
   local log=$1 label=$2 found python
   python=$(case "$label" in bookworm) echo "Python 3.11" ;; trixie) echo "Python 3.13" ;; *) echo "Python" ;; esac)
-  found=$(grep -E -m 12 '^ *ERROR|^E: |[Ee]rror:|fatal error|No matching distribution|Could not find a version|MISMATCH|^FAILED |Segmentation fault|core dumped|Killed|gpiozero found no Pi|expected a|missing:|command not found' "$log" || true)
+  found=$(grep -E -m 12 '^ *ERROR|^E: |[Ee]rror:|fatal error|No matching distribution|Could not find a version|MISMATCH|^FAILED |Segmentation fault|core dumped|Killed|gpiozero found no Pi|expected a|missing:|command not found' "$log" \
+    | grep -v 'ERROR: Ignored the following versions' || true)  # pip's note on other releases, not a cause
   [ -z "$found" ] || echo "$found"
   {
     sed -nE "s/.*No matching distribution found for ([^ ]+).*/=> pip has no release of \1 that installs on $python aarch64 (no wheel for it, and no source to build)/p" "$log"
