@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import replace
 from typing import Any
@@ -29,8 +28,10 @@ from .audio.playback import Playback
 from .audio.ring import PreRoll
 from .audio.speech_end import SpeechEnd
 from .config import Settings
-from .live import session as live
+from .live import events as live
 from .live.failures import FIX_KEY, SessionError
+from .live.record import Transcript
+from .live.session import LiveSession
 from .logs import fields
 from .states import IN_CONVERSATION, INTERRUPTIONS, Event, Listener, State, Transition, next_state
 from .supervise import supervise
@@ -42,6 +43,9 @@ log = logging.getLogger("pivoice.assistant")
 WAKE_STATES = frozenset({State.IDLE, State.RESPONDING, State.ERROR})  # where the wake word counts
 PREROLL_RING_SECONDS = 3.0  # more than the pre-roll plus the detector's worst lag
 PLAYOUT_POLL_SECONDS = 0.01
+# A turnComplete without generationComplete may be premature (python-genai#2117): audio of the same answer
+# can still come. The answer counts as over only once the speaker has been idle this long after it.
+LATE_AUDIO_SECONDS = 0.5
 # A detection within this much audio after the last one is that phrase again, not a new one: a detector
 # reset mid-phrase (a conversation ended at once) fires on the rest of it ("...Jarvis" alone fires the
 # model). Counted in captured samples, not seconds of wall time, so a late capture thread changes nothing.
@@ -62,7 +66,7 @@ class Assistant:
         self.session_id = 0
         self.listeners: list[Listener] = []  # called in order on every transition
         self._preroll = PreRoll(max(PREROLL_RING_SECONDS, settings.wake.pre_roll_seconds + 1.0))
-        self._session: live.LiveSession | None = None
+        self._session: LiveSession | None = None
         self._session_task: asyncio.Task | None = None
         self._playout_task: asyncio.Task | None = None
         self._follow_up: asyncio.TimerHandle | None = None
@@ -77,7 +81,9 @@ class Assistant:
         self._speech = SpeechEnd(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
         self._by_wake = False  # this conversation began with the wake word (not push-to-talk)
         self._discard_turn = False  # after a local interruption: drop the rest of that turn's audio
-        self._handle: tuple[str, float] | None = None  # newest resumption handle, and when it came
+        # The last conversation's context, for a wake word soon after: its newest resumption handle (and
+        # when it came) and its transcript (to start over with when the handle is refused). Memory only.
+        self._context: tuple[str | None, Transcript, float] | None = None
         self._failures = 0  # failed conversations in a row (for the backoff)
         self._retry: asyncio.TimerHandle | None = None
         self.problem = ""  # what the ERROR state is about, in words
@@ -181,31 +187,28 @@ class Assistant:
         if t.event is Event.MIC_LOST:
             return "the microphone is unavailable", "waiting for it to come back"
         failure: SessionError = t.info["failure"]
-        kind, problem = failure.kind, failure.problem(self.settings.live.model)
-        if kind == "auth":
+        problem = failure.problem(self.settings.live.model)
+        if failure.kind == "auth":
             return problem, FIX_KEY
         self._failures += 1
-        wait = min(self.settings.live.retry_max_seconds, 2.0 ** self._failures) * random.uniform(0.8, 1.2)
-        if kind == "model":
-            wait = self.settings.live.retry_max_seconds  # a wrong name stays wrong: no quick retries
-        if failure.retry_after:
-            wait = max(wait, failure.retry_after)  # the service said how long
+        wait = failure.retry_wait(self._failures, self.settings.live.retry_max_seconds)
         self._retry = asyncio.get_running_loop().call_later(wait, self.dispatch, Event.RETRY)
         return problem, f"trying again in {wait:.0f} s"
 
-    def _resume_handle(self) -> str | None:
-        """The last conversation's handle, if recent enough to continue its context."""
+    def _earlier_context(self) -> tuple[str | None, Transcript | None]:
+        """The last conversation's handle and transcript, if recent enough to continue; else forgotten."""
         window = self.settings.conversation.resume_context_seconds
-        if self._handle is None or window <= 0:
-            return None
-        value, at = self._handle
-        return value if time.monotonic() - at <= window else None
+        if self._context is None or window <= 0 or time.monotonic() - self._context[2] > window:
+            self._context = None
+            return None, None
+        return self._context[0], self._context[1]
 
     def _open_session(self, start: int, talk: bool = False, wake: bool = False) -> None:
         self.session_id += 1
         self._discard_turn = False
-        session = live.LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
-                              handle=self._resume_handle())
+        handle, transcript = self._earlier_context()
+        session = LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
+                              handle=handle, transcript=transcript, number=self.session_id)
         if not self.settings.vad.automatic and (talk or wake):
             # No server VAD: pivoice says when speech starts (and ends: button released, or silence).
             session.activity_start()
@@ -218,7 +221,7 @@ class Assistant:
         self._session = session
         self._session_task = asyncio.create_task(self._run_session(session, self.session_id), name="session")
 
-    async def _run_session(self, session: live.LiveSession, session_id: int) -> None:
+    async def _run_session(self, session: LiveSession, session_id: int) -> None:
         try:
             await session.run()
             failure = None
@@ -264,11 +267,8 @@ class Assistant:
                 narration.resumed(self.session_id, ev.setup_ms)
             else:
                 self.dispatch(Event.CONNECTED, setup_ms=round(ev.setup_ms))
-        elif isinstance(ev, live.Handle):
-            self._handle = (ev.value, time.monotonic())
-        elif isinstance(ev, live.Said):
-            if self.settings.live.transcripts:
-                narration.transcript(self.session_id, said=ev.text)
+        elif isinstance(ev, live.Handle) and self._session is not None:
+            self._context = (ev.value, self._session.transcript, time.monotonic())
         elif isinstance(ev, live.ModelAudio):
             if self._discard_turn:
                 return
@@ -285,16 +285,16 @@ class Assistant:
         elif isinstance(ev, live.TurnComplete):
             self._discard_turn = False
             if self.state is State.RESPONDING:
-                self._playout_task = asyncio.create_task(self._wait_played_out(), name="playout")
-        elif isinstance(ev, live.Heard):
-            if self.settings.live.transcripts:
-                narration.transcript(self.session_id, heard=ev.text)
-            if self.state is State.LISTENING:
-                self._restart_follow_up()  # someone is speaking: keep the window open
+                grace = 0.0 if ev.generated else LATE_AUDIO_SECONDS
+                self._playout_task = asyncio.create_task(self._wait_played_out(grace), name="playout")
+        elif isinstance(ev, live.Heard | live.Speaking) and self.state is State.LISTENING:
+            self._restart_follow_up()  # someone is speaking: keep the window open
 
-    async def _wait_played_out(self) -> None:
+    async def _wait_played_out(self, grace: float) -> None:
+        """TURN_DONE once the speaker is done (more audio of the turn cancels this task)."""
         while not self.playback.idle:
             await asyncio.sleep(PLAYOUT_POLL_SECONDS)
+        await asyncio.sleep(grace)
         self.dispatch(Event.TURN_DONE)
 
     @staticmethod

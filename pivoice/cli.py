@@ -34,11 +34,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _prepare(args: argparse.Namespace):
     from .credentials import find_api_key
+    from .live.models import KNOWN, lookup
     from .wake.detector import load_engine, resolve_models
 
     settings = config.load(args.config)
     logs.set_level(settings.log.level)
     log.info("pivoice %s, config: %s", __version__, settings.source)
+    if lookup(settings.live.model) is None:
+        log.warning("live.model '%s' is not one pivoice knows (it knows %s): its [live] settings are sent as "
+                    "written, and the Live API refuses those the model does not take", settings.live.model,
+                    ", ".join(KNOWN))
     key = find_api_key(settings.live.api_key_file)
     logs.register_secret(key.value)
     log.info("API key from %s", key.source)

@@ -7,6 +7,7 @@ Errors name the file, the key and what to do, never a traceback.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -17,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
+from .live import models
 
 DEFAULT_PATH = Path("/etc/pivoice/pivoice.toml")
-DEFAULT_LIVE_MODEL = "gemini-2.5-flash-native-audio-preview-09-2025"
 DEFAULT_INSTRUCTION = (
     "You are a voice assistant on a smart speaker in someone's home. Answer in a friendly, natural way "
     "and keep answers short: they are spoken aloud, so no lists, markdown or links."
@@ -49,10 +50,18 @@ class WakeSettings(_Section):
         return v
 
 
+# A BCP-47 language tag as the Live API takes it: "de-DE", "en-US", "pt-BR", "fr", "cmn-CN".
+_LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{4})?(-([A-Z]{2}|[0-9]{3}))?")
+
+
 class LiveSettings(_Section):
-    model: str = Field(DEFAULT_LIVE_MODEL, min_length=1)
+    model: str = Field(models.DEFAULT_MODEL, min_length=1)
     system_instruction: str = DEFAULT_INSTRUCTION
     voice: str = ""
+    language: str = ""
+    proactive_audio: bool | None = None
+    affective_dialog: bool | None = None
+    thinking_level: Literal["", "minimal", "low", "medium", "high"] = ""
     base_url: str = ""
     api_key_file: str = ""
     connect_timeout_seconds: float = Field(10.0, gt=0.0, le=120.0)
@@ -75,6 +84,29 @@ class LiveSettings(_Section):
             raise ValueError("not a URL: give one like https://gateway.example:8443 (the Live API is "
                              "reached over wss:// there), or leave it empty for Google's endpoint")
         return v
+
+    @field_validator("language")
+    @classmethod
+    def _a_language(cls, v: str) -> str:
+        if v and not _LANGUAGE.fullmatch(v):
+            raise ValueError("not a BCP-47 language code: give one like \"de-DE\", \"en-US\" or \"fr-FR\", "
+                             "or leave it empty for the model to choose")
+        return v
+
+    @model_validator(mode="after")
+    def _fits_the_model(self) -> LiveSettings:
+        wrong = models.unsupported(self.model, self.proactive_audio, self.affective_dialog, self.thinking_level)
+        if wrong:
+            raise ValueError("; ".join(wrong))
+        return self
+
+    @property
+    def instruction(self) -> str:
+        """The system instruction sent: the default one also asks for answers in live.language."""
+        if self.language and self.system_instruction == DEFAULT_INSTRUCTION:
+            return (f"{self.system_instruction} Speak and answer in the language with BCP-47 code "
+                    f"{self.language}, whatever language you are spoken to in.")
+        return self.system_instruction
 
 
 class VadSettings(_Section):
@@ -164,6 +196,8 @@ def _describe(err: ErrorDetails) -> str:
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    if msg.startswith(f"{key}."):  # a section's check across its keys: its message names them
+        return msg
     return f"'{key}': {msg}{shown}"
 
 

@@ -18,7 +18,7 @@ from .config import Settings
 from .credentials import CREDENTIAL_NAME, ApiKey, find_api_key
 from .errors import UserError
 from .gpio import Gpio
-from .live.session import make_client
+from .live.setup import make_client
 from .narration import log_transition
 from .systemd import Notifier, status_listener
 from .wake.detector import WakeDetector, resolve_models

@@ -54,8 +54,10 @@ def audio_msg(pcm: bytes) -> types.LiveServerMessage:
         model_turn=types.Content(role="model", parts=[part])))
 
 
-def turn_complete_msg() -> types.LiveServerMessage:
-    return types.LiveServerMessage(server_content=types.LiveServerContent(turn_complete=True))
+def turn_complete_msg(generated: bool = False) -> types.LiveServerMessage:
+    """turnComplete; `generated`: with generationComplete in the same message (the model is done)."""
+    return types.LiveServerMessage(server_content=types.LiveServerContent(
+        turn_complete=True, generation_complete=True if generated else None))
 
 
 def interrupted_msg() -> types.LiveServerMessage:
@@ -69,6 +71,17 @@ def go_away_msg(time_left: str) -> types.LiveServerMessage:
 def handle_msg(handle: str) -> types.LiveServerMessage:
     return types.LiveServerMessage(session_resumption_update=types.LiveServerSessionResumptionUpdate(
         new_handle=handle, resumable=True))
+
+
+def transcript_msg(heard: str | None = None, said: str | None = None) -> types.LiveServerMessage:
+    return types.LiveServerMessage(server_content=types.LiveServerContent(
+        input_transcription=types.Transcription(text=heard) if heard else None,
+        output_transcription=types.Transcription(text=said) if said else None))
+
+
+def usage_msg(tokens_in: int, tokens_out: int) -> types.LiveServerMessage:
+    return types.LiveServerMessage(usage_metadata=types.UsageMetadata(prompt_token_count=tokens_in,
+                                                                      response_token_count=tokens_out))
 
 
 def dropped(code: int = 1006, reason: str = "Abnormal closure.") -> errors.APIError:
@@ -85,6 +98,7 @@ class FakeConnection:
         self.model = model
         self.config = config
         self.sent: list[bytes | str] = []  # audio (bytes) and START / END, in the order sent
+        self.history: list[tuple[str, str]] = []  # client content turns (role, text), sent before any audio
         self.closed = False
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._broken = False  # the socket is gone
@@ -128,6 +142,14 @@ class FakeConnection:
         else:
             raise AssertionError("send_realtime_input without anything to send")
 
+    async def send_client_content(self, *, turns: list[types.Content], turn_complete: bool) -> None:
+        await asyncio.sleep(0)
+        if self.closed or self._broken:
+            raise ConnectionClosedError(None, None)
+        assert not self.sent, "client content after realtime input"
+        assert turn_complete
+        self.history += [(t.role, "".join(p.text or "" for p in t.parts or [])) for t in turns]
+
     async def receive(self):
         while True:
             item = await self._inbox.get()
@@ -149,6 +171,8 @@ class _Connecting:
         await c.gate.wait()
         if c.refuse is not None:
             raise c.refuse
+        if c.refuse_handles is not None and self._config.session_resumption.handle:
+            raise c.refuse_handles
         self._conn = FakeConnection(len(c.connections) + 1, self._model, self._config)
         c.connections.append(self._conn)
         c.log.append(("open", self._conn.number))
@@ -171,6 +195,7 @@ class FakeLiveClient:
         self.gate = asyncio.Event()  # cleared: connections wait to open until the test sets it
         self.gate.set()
         self.refuse: BaseException | None = None  # raised when a connection opens
+        self.refuse_handles: BaseException | None = None  # raised when a connection resuming with a handle opens
 
     def connect(self, *, model: str, config: types.LiveConnectConfig) -> _Connecting:
         self.attempts += 1

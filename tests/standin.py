@@ -1,6 +1,11 @@
 """A local stand-in for the Gemini Live API: a TLS WebSocket server speaking the messages in
 docs/live-api.md, for the real google-genai client to talk to.
 
+It behaves as the model the setup names (MODELS): `gemini-3.8-live` (the default) refuses what 3.8 refuses
+(`proactive_audio: false`, affective dialog, thinking settings), takes initial history in client content,
+and sends the newer fields (voiceActivity, usageMetadata, waitingForInput); the 2.5 and 3.1 models behave as
+before 3.8. A model it does not know is refused as the API does ("not found ... bidiGenerateContent").
+
 It runs its own event loop in a thread. Tests script it through `Behaviour` and the methods below, and
 read what it received from `sessions`. Pure test code; nothing here is imported by pivoice.
 """
@@ -36,6 +41,36 @@ def _loud(pcm: bytes) -> bool:
     return any(abs(x) > 500 for x in samples)
 
 
+# The models the stand-in serves, by family (what pivoice/live/models.py describes, from the model pages).
+MODELS = {
+    "gemini-3.8-live": "3.8",
+    "gemini-3.8-live-extended-thinking": "3.8",
+    "gemini-3.1-flash-live-preview": "3.1",
+    "gemini-2.5-flash-native-audio-preview-12-2025": "2.5",
+    "gemini-2.5-flash-native-audio-preview-09-2025": "2.5",
+}
+INVALID = (1007, "Request contains an invalid argument.")
+TOKENS_PER_SECOND = 32  # audio tokens per second, each way (usageMetadata)
+
+
+def _refusal(setup: dict) -> tuple[int, str] | None:
+    """The close the API sends for this setup, or None when it accepts it."""
+    name = str(_get(setup, "model") or "").removeprefix("models/")
+    family = MODELS.get(name)
+    if family is None:
+        # (A close reason is at most 123 bytes: the API's own text, cut as the service cuts it.)
+        return (1008, f"models/{name} is not found for API version v1, or is not supported for "
+                      f"bidiGenerateContent."[:123])
+    gen = _get(setup, "generation_config") or {}
+    proactivity = _get(setup, "proactivity") or _get(gen, "proactivity") or {}
+    if family == "3.8" and (_get(proactivity, "proactive_audio") is False
+                            or _get(setup, "enable_affective_dialog") is not None
+                            or _get(gen, "enable_affective_dialog") is not None
+                            or _get(gen, "thinking_config") is not None):
+        return INVALID
+    return None
+
+
 def _b64(data: str) -> bytes:
     data = data.replace("-", "+").replace("_", "/")
     return base64.b64decode(data + "=" * (-len(data) % 4))
@@ -50,6 +85,12 @@ class Behaviour:
     reply_chunk_bytes: int = 9600  # 200 ms per message
     reply_pace: float = 0.0  # seconds between reply messages (0: as fast as the socket takes them)
     input_transcripts: bool = False  # send inputTranscription while speech arrives
+    heard_text: str = "..."  # ...this text, for each loud chunk
+    said_text: str = ""  # outputTranscription sent with each reply's first audio (none when empty)
+    premature_turn_complete_after: int | None = None  # a turnComplete after this many reply messages, then
+    #                                                   the rest of the reply (python-genai#2117)
+    combined_end: bool = False  # the reply's last message: two audio parts, its transcription and turnComplete
+    refuse_handles: tuple[int, str] | None = None  # close a setup that carries a handle with (code, reason)
     max_replies: int = 1  # replies per session
     max_replies_in_all: int | None = None  # replies over all sessions (a resumed conversation's too)
     handles: bool = False  # send sessionResumptionUpdate (a new handle after setup and each turn)
@@ -82,6 +123,10 @@ class Session:
     opened_at: float = 0.0
     closed_at: float | None = None
     replies_started: list = field(default_factory=list)  # time.monotonic() of each reply's first chunk
+    family: str = ""  # the model family it behaved as
+    history: list = field(default_factory=list)  # initial history: (role, text) from client content
+    audio_before_history: bool = False  # realtime input came before the initial history was complete
+    usage_sent: list = field(default_factory=list)  # (promptTokenCount, responseTokenCount) of each turn
 
 
 class LiveStandIn:
@@ -177,6 +222,7 @@ class LiveStandIn:
         reply_task = None
         faults = idx == 0 or not b.faults_once
         go_away_sent = False
+        speaking = False
         try:
             first = json.loads(await ws.recv())
             sess.setup = _get(first, "setup")
@@ -188,6 +234,15 @@ class LiveStandIn:
             if b.refuse_setup is not None:
                 await ws.close(*b.refuse_setup)
                 return
+            if (refused := _refusal(sess.setup)) is not None:
+                await ws.close(*refused)
+                return
+            if b.refuse_handles is not None and sess.handle_in:
+                await ws.close(*b.refuse_handles)
+                return
+            sess.family = MODELS[str(_get(sess.setup, "model")).removeprefix("models/")]
+            history = _get(sess.setup, "history_config") or {}
+            history_open = bool(_get(history, "initial_history_in_client_content"))
             if b.setup_delay:
                 await asyncio.sleep(b.setup_delay)
             await ws.send(json.dumps({"setupComplete": {}}))
@@ -195,9 +250,16 @@ class LiveStandIn:
             async for raw in ws:
                 msg = json.loads(raw)
                 sess.messages.append(msg)
+                cc = _get(msg, "client_content")
+                if cc is not None and history_open:
+                    for turn in _get(cc, "turns") or []:
+                        text = "".join(str(_get(p, "text") or "") for p in _get(turn, "parts") or [])
+                        sess.history.append((_get(turn, "role"), text))
+                    history_open = not _get(cc, "turn_complete")
                 rt = _get(msg, "realtime_input")
                 if rt is None:
                     continue
+                sess.audio_before_history |= history_open
                 for kind in ("start", "end"):
                     if _get(rt, f"activity_{kind}") is not None:
                         sess.activity.append((kind, len(sess.audio)))
@@ -222,8 +284,12 @@ class LiveStandIn:
                     asyncio.get_running_loop().call_later(
                         b.go_away_time_left, lambda: asyncio.ensure_future(
                             ws.close(1011, "Deadline expired before operation could complete.")))
-                if b.input_transcripts and _loud(pcm):  # as the real service: only while speech comes
-                    await ws.send(json.dumps({"serverContent": {"inputTranscription": {"text": "..."}}}))
+                loud = _loud(pcm)
+                if loud and not speaking and sess.family == "3.8":
+                    await ws.send(json.dumps({"voiceActivity": {"type": "ACTIVITY_START"}}))
+                speaking = loud
+                if b.input_transcripts and loud:  # as the real service: only while speech comes
+                    await ws.send(json.dumps({"serverContent": {"inputTranscription": {"text": b.heard_text}}}))
                 if (b.reply_after_seconds is not None and reply_task is None
                         and len(sess.replies_started) < b.max_replies
                         and (b.max_replies_in_all is None
@@ -232,6 +298,13 @@ class LiveStandIn:
                     reply_task = asyncio.create_task(self._reply(ws, sess, faults))
                 if reply_task is not None and reply_task.done():
                     reply_task = None
+                    if sess.family == "3.8":  # what the turn cost
+                        tokens = (round(turn_bytes / 32000 * TOKENS_PER_SECOND),
+                                  round(len(b.reply_pcm) / 48000 * TOKENS_PER_SECOND))
+                        sess.usage_sent.append(tokens)
+                        await ws.send(json.dumps({"usageMetadata": {
+                            "promptTokenCount": tokens[0], "responseTokenCount": tokens[1],
+                            "totalTokenCount": sum(tokens)}}))
                     turn_bytes = 0
         except Exception:
             pass
@@ -255,18 +328,33 @@ class LiveStandIn:
             await ws.send("this is not JSON {")
             await ws.send(json.dumps({"error": {"code": 500, "message": "something odd"}}))
             await ws.send(json.dumps({"futureThing": {"x": 1}}))
-        for n, i in enumerate(range(0, len(pcm), b.reply_chunk_bytes)):
+        starts = list(range(0, len(pcm), b.reply_chunk_bytes))
+        for n, i in enumerate(starts):
             if self._stop_reply:
                 return
             if faults and b.stall_after_chunks is not None and n >= b.stall_after_chunks:
                 await asyncio.sleep(3600)  # stalled: the socket stays open, nothing more comes
             chunk = pcm[i : i + b.reply_chunk_bytes] + (b"\x5a" if n == b.stray_byte_in_chunk else b"")
-            data = base64.b64encode(chunk).decode()
-            await ws.send(json.dumps({"serverContent": {"modelTurn": {"parts": [
-                {"inlineData": {"mimeType": b.reply_mime, "data": data}}]}}}))
+            content: dict = {"modelTurn": {"parts": [{"inlineData": {"mimeType": b.reply_mime,
+                                                                     "data": base64.b64encode(chunk).decode()}}]}}
+            if n == 0 and b.said_text:
+                content["outputTranscription"] = {"text": b.said_text}
+            if b.combined_end and n == len(starts) - 1:  # two parts, the transcription and the end, in one
+                half = len(chunk) // 4 * 2
+                content["modelTurn"]["parts"] = [{"inlineData": {"mimeType": b.reply_mime,
+                                                                 "data": base64.b64encode(x).decode()}}
+                                                 for x in (chunk[:half], chunk[half:])]
+                content["outputTranscription"] = {"text": " The end."}
+                content["turnComplete"] = True
+            await ws.send(json.dumps({"serverContent": content}))
+            if n + 1 == b.premature_turn_complete_after:
+                await ws.send(json.dumps({"serverContent": {"turnComplete": True}}))
             if b.reply_pace:
                 await asyncio.sleep(b.reply_pace)
         if not self._stop_reply:
-            await ws.send(json.dumps({"serverContent": {"generationComplete": True}}))
-            await ws.send(json.dumps({"serverContent": {"turnComplete": True}}))
+            if not b.combined_end:
+                await ws.send(json.dumps({"serverContent": {"generationComplete": True}}))
+                await ws.send(json.dumps({"serverContent": {"turnComplete": True}}))
+            if sess.family == "3.8":
+                await ws.send(json.dumps({"serverContent": {"waitingForInput": True}}))
             await self._new_handle(ws, sess)

@@ -183,6 +183,31 @@ class EchoGuard:
         pass
 
 
+def test_a_premature_turn_complete_does_not_end_the_answer():
+    """A turnComplete without generationComplete, the speaker done, and then the rest of the answer
+    (python-genai#2117): it is played as the same answer; the follow-up window starts after it."""
+    a1, a2 = b"\x01\x02" * 2400, b"\x03\x04" * 2400
+
+    async def body():
+        async with Running() as r:
+            r.capture.say(wake="hey_jarvis")
+            await r.reach(State.LISTENING)
+            conn = r.client.connections[0]
+            conn.push(audio_msg(a1), turn_complete_msg())
+            await r.reach(State.RESPONDING)
+            await asyncio.sleep(0.05)
+            r.playback.idle = True  # the speaker played it out
+            await asyncio.sleep(0.2)
+            conn.push(audio_msg(a2), turn_complete_msg(generated=True))
+            await until(lambda: r.playback.played == [a1, a2], "the rest of the answer played")
+            assert r.state is State.RESPONDING
+            r.playback.idle = True
+            await r.reach(State.LISTENING)
+            assert r.events == [Event.READY, Event.WAKE, Event.CONNECTED, Event.MODEL_AUDIO, Event.TURN_DONE]
+
+    asyncio.run(body())
+
+
 def test_the_answers_own_wake_word_does_not_barge_in():
     a1 = b"\x01\x02" * 2400
 

@@ -17,7 +17,7 @@ output_device = "{speaker}"
 [conversation]
 follow_up_seconds = {follow_up}
 [live]
-model = "test-model"
+model = "gemini-2.5-flash-native-audio-preview-12-2025"
 [log]
 level = "debug"
 """
@@ -44,7 +44,7 @@ def test_wake_word_opens_one_session_and_nothing_said_is_lost(soundcard, standin
     # Everything said after the wake word reached the server, sample for sample, though it was said
     # while the connection was still being set up.
     assert bytes(first.audio).find(command) >= 0, "the command did not arrive intact"
-    assert first.setup["model"] == "models/test-model"
+    assert first.setup["model"] == "models/gemini-2.5-flash-native-audio-preview-12-2025"  # live.model, not the default
     # The key was used (conftest checks that it appears in no log line).
     assert first.headers.get("x-goog-api-key") == TEST_KEY
     # The reply reached the speaker PCM whole and in order.

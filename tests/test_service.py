@@ -195,6 +195,14 @@ def test_journald_gets_the_events_with_fields_and_never_the_key(soundcard, stand
     assert wake["PRIORITY"] == "6"
     connected = next(e for e in ours if e.get("PIVOICE_EVENT") == "connected")
     assert int(connected["PIVOICE_LATENCY_MS"]) >= 0
+    # What the conversation cost: the stand-in's usage metadata (as gemini-3.8-live sends it), added up.
+    usage = [e for e in ours if e.get("PIVOICE_EVENT") == "usage"]
+    sent = standin.sessions[0].usage_sent
+    assert len(usage) == 1 and sent, (usage, sent)
+    assert int(usage[0]["PIVOICE_TOKENS_IN"]) == sum(i for i, _ in sent) > 0
+    assert int(usage[0]["PIVOICE_TOKENS_OUT"]) == sum(o for _, o in sent) > 0
+    assert float(usage[0]["PIVOICE_AUDIO_OUT_SECONDS"]) == round(len(standin.behaviour.reply_pcm) / 48000, 1)
+    assert float(usage[0]["PIVOICE_AUDIO_IN_SECONDS"]) == round(len(standin.sessions[0].audio) / 32000, 1)
     # The key: not in any field of any entry, nor anywhere in the journal files.
     assert TEST_KEY not in (tmp_path / "journal.json").read_text()
     for f in (tmp_path / "raw").rglob("*"):

@@ -8,7 +8,20 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fakes import END, START, FakeLiveClient, audio_msg, go_away_msg, handle_msg, settle, turn_complete_msg, until
+from fakes import (
+    END,
+    START,
+    FakeLiveClient,
+    audio_msg,
+    dropped,
+    go_away_msg,
+    handle_msg,
+    settle,
+    transcript_msg,
+    turn_complete_msg,
+    until,
+    usage_msg,
+)
 
 from pivoice.config import parse
 from pivoice.live import session as live
@@ -99,25 +112,82 @@ def test_a_drop_resumes_with_the_handle_and_resends_the_last_half_second(monkeyp
     asyncio.run(body())
 
 
-@pytest.mark.parametrize("handle, drop, kind", [
-    (None, {"code": 1006}, "closed"),  # nothing to resume with
-    ("h1", {"code": 1008, "reason": "Operation is not implemented, or supported, or enabled."}, "refused"),
-])
-def test_a_drop_that_cannot_be_resumed_ends_the_session(handle, drop, kind):
+def test_a_refusal_mid_session_ends_the_session():
     async def body():
         client, events = FakeLiveClient(), []
         s, task = start(client, events)
         await until(lambda: client.connections, "the connection")
-        if handle:
-            client.connections[0].push(handle_msg(handle))
-            await until(lambda: live.Handle(handle) in events, "the handle")
+        client.connections[0].push(handle_msg("h1"))
+        await until(lambda: live.Handle("h1") in events, "the handle")
         s.send_audio(frame(1))
         await until(lambda: client.connections[0].audio, "the frame to be sent")
-        client.connections[0].drop(**drop)
+        client.connections[0].drop(1008, "Operation is not implemented, or supported, or enabled.")
         with pytest.raises(SessionError) as e:
             await asyncio.wait_for(task, 5)
-        assert e.value.kind == kind
+        assert e.value.kind == "refused"
         assert client.attempts == 1 and client.log == [("open", 1), ("close", 1)]
+
+    asyncio.run(body())
+
+
+CONVERSATION = [("user", "What time is it in Tokyo?"), ("model", "It is nine in the evening in Tokyo.")]
+
+
+@pytest.mark.parametrize("handle", [None, "h1"], ids=["dropped-before-any-handle", "resumption-refused"])
+def test_a_session_that_cannot_be_resumed_starts_over_with_the_conversation_so_far(handle):
+    """A 1011 mid-conversation, and no handle to resume with, or a resumption the service refuses: a new
+    session, whose first message is the conversation so far (initial history, as gemini-3.8-live takes it);
+    what was queued since arrives there, after the last half second again."""
+
+    async def body():
+        client, events = FakeLiveClient(), []
+        client.refuse_handles = dropped(1008, "Session resumption handle is invalid or expired.")
+        s, task = start(client, events)
+        await until(lambda: client.connections, "the connection")
+        first = client.connections[0]
+        first.push(*([handle_msg(handle)] if handle else []), transcript_msg(heard="What time "),
+                   transcript_msg(heard="is it in Tokyo?"), transcript_msg(said="It is nine in the evening"),
+                   transcript_msg(said=" in Tokyo."), turn_complete_msg())
+        await until(lambda: live.Said(" in Tokyo.") in events, "the transcripts")
+        await speak(s, first, [frame(1), frame(2)])
+        first.drop(1011, "Internal error occurred.")
+        s.send_audio(frame(3))  # said after the failure
+        await until(lambda: len(client.connections) == 2 and client.connections[1].audio[-1:] == [frame(3)],
+                    "the words after the failure on a new session")
+        second = client.connections[1]
+        assert second.handle_in is None
+        assert second.config.history_config.initial_history_in_client_content
+        assert second.history == CONVERSATION
+        assert frame(3) in second.audio and frame(3) not in first.audio
+        assert client.attempts == (3 if handle else 2)  # with a handle: the refused resumption between
+        await stop(task)
+
+    asyncio.run(body())
+
+
+def test_the_older_models_get_the_conversation_so_far_in_the_system_instruction():
+    """gemini-2.5 native audio has no initial history in client content: the seed goes in the instruction."""
+    from pivoice.live.record import Transcript
+    from pivoice.live.setup import connect_config
+
+    older = parse({"live": {"model": "gemini-2.5-flash-native-audio-preview-12-2025"}}, "test")
+    seed = Transcript(list(CONVERSATION))
+    cfg = connect_config(older.live, older.vad, None, seed)
+    assert cfg.history_config is None
+    assert "Person: What time is it in Tokyo?\nYou: It is nine in the evening in Tokyo." in cfg.system_instruction
+    assert connect_config(SETTINGS.live, SETTINGS.vad, None, seed).system_instruction == SETTINGS.live.instruction
+
+
+def test_usage_is_added_up_over_the_turns():
+    async def body():
+        client, events = FakeLiveClient(), []
+        s, task = start(client, events)
+        await until(lambda: client.connections, "the connection")
+        await speak(s, client.connections[0], [frame(1), frame(2)])
+        client.connections[0].push(audio_msg(b"\x01\x00" * 2400), usage_msg(120, 30), usage_msg(200, 45))
+        await until(lambda: s.usage.tokens_out == 75, "the usage")
+        assert (s.usage.tokens_in, s.usage.bytes_in, s.usage.bytes_out) == (320, 2 * len(frame(1)), 4800)
+        await stop(task)
 
     asyncio.run(body())
 
@@ -189,5 +259,25 @@ def test_a_push_to_talk_activity_goes_on_across_a_drop():
         await stop(task)
         assert first.sent == [START, frame(1), frame(2)]
         assert second.sent == [START, frame(1), frame(2), frame(3), END]
+
+    asyncio.run(body())
+
+
+def test_a_conversation_starts_over_a_bounded_number_of_times():
+    """A service that drops every new session (each after a message, so resuming is not what fails):
+    after MAX_STARTS_OVER new sessions, the failure ends the conversation instead of a loop."""
+
+    async def body():
+        client, events = FakeLiveClient(), []
+        _, task = start(client, events)
+        for n in range(1, live.MAX_STARTS_OVER + 2):
+            await until(lambda n=n: len(client.connections) == n, f"connection {n}")
+            client.connections[-1].push(transcript_msg(heard="hello"))
+            await until(lambda: len(events) and events[-1] == live.Heard("hello"), "the message")
+            events.clear()
+            client.connections[-1].drop(1011, "Internal error occurred.")
+        with pytest.raises(SessionError) as e:
+            await asyncio.wait_for(task, 5)
+        assert e.value.kind == "server" and len(client.connections) == live.MAX_STARTS_OVER + 1
 
     asyncio.run(body())

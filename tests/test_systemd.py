@@ -158,11 +158,12 @@ def readme_block(after: str) -> list[tuple[str, str]]:
 def test_the_readme_journal_queries_return_what_it_says(system):
     s = system
     queries = [command for command, _ in readme_block("Reading the journal")]
-    follow, warnings, one, wakes, latency = (
+    follow, warnings, one, wakes, latency, tokens = (
         next(q for q in queries if test(q)) for test in (
             lambda q: q.endswith(" -f"), lambda q: "-p warning" in q, lambda q: "PIVOICE_SESSION=" in q,
-            lambda q: "PIVOICE_EVENT=wake" in q, lambda q: "PIVOICE_LATENCY_MS" in q))
-    assert len(queries) == 5, f"README journal queries this test does not know: {queries}"
+            lambda q: "PIVOICE_EVENT=wake" in q, lambda q: "PIVOICE_LATENCY_MS" in q,
+            lambda q: "PIVOICE_TOKENS_IN" in q))
+    assert len(queries) == 6, f"README journal queries this test does not know: {queries}"
 
     s.restart()
     inv = s.invocation()
@@ -200,6 +201,12 @@ def test_the_readme_journal_queries_return_what_it_says(system):
     numbers = s.c.run(latency).stdout.split()
     assert len(numbers) == len(s.entries("PIVOICE_EVENT=connected")) >= 3, numbers
     assert all(n.isdigit() for n in numbers), numbers
+
+    # ... PIVOICE_EVENT=usage ... | jq -s 'map(...) | add': the tokens of today's conversations, added up.
+    usage = s.entries("PIVOICE_EVENT=usage")
+    assert len(usage) >= 3, usage  # one per conversation
+    total = sum(int(e["PIVOICE_TOKENS_IN"]) for e in usage)
+    assert total > 0 and s.c.run(tokens).stdout.strip() == str(total)
     assert TEST_KEY not in s.c.journal("-b", "-o", "verbose"), "the API key is in the journal"
 
 

@@ -12,6 +12,7 @@ Also here: what a server message that google-genai could not read was (`unreadab
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import ssl
@@ -52,6 +53,15 @@ class SessionError(Exception):
     def resumable(self) -> bool:
         """The conversation may go on at once on a new connection (a drop, not a refusal)."""
         return self.kind in ("server", "network", "timeout", "closed")
+
+    def retry_wait(self, failures: int, longest: float) -> float:
+        """Seconds before trying again after `failures` failed conversations in a row: doubling, with
+        jitter, up to `longest` (live.retry_max_seconds); at once the longest for a model that is not
+        there (a wrong name stays wrong); at least what the service asked for."""
+        wait = min(longest, 2.0 ** failures) * random.uniform(0.8, 1.2)
+        if self.kind == "model":
+            wait = longest
+        return max(wait, self.retry_after or 0.0)
 
     def problem(self, model: str) -> str:
         """What is wrong, in a few words (for STATUS= and a refused wake word)."""

@@ -9,6 +9,10 @@ when the server announces a GoAway (at the next turn boundary, or before its tim
 connection drops mid-conversation, closes the old socket and opens a new one with the newest handle.
 Audio queued meanwhile waits in the send queue; after a drop the last RESEND_SECONDS already sent are sent
 again, since what was in flight may not have arrived. The answer already received keeps playing.
+
+When the service will not resume (a handle refused or expired, a drop before any handle came), the session
+starts over on a new connection seeded with the conversation so far (record.Transcript, from the input
+and output transcriptions), so the person can go on as if nothing happened.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 
+from .. import narration
 from ..audio.convert import AnswerAudio
 from ..audio.format import IN_MIME
 from ..config import LiveSettings
-from ..credentials import ApiKey
 from ..logs import fields
-from .failures import MAX_MESSAGE_BYTES, SessionError, classify, unreadable
+from .events import Connected, Handle, Heard, Interrupted, LiveEvent, ModelAudio, Said, Speaking, TurnComplete
+from .failures import SessionError, classify, unreadable
+from .record import Transcript, Usage
+from .setup import connect_config, history_in_client_content
 
 log = logging.getLogger("pivoice.live")
 
@@ -34,110 +40,7 @@ RESEND_SECONDS = 0.5  # audio sent again after a connection dropped (what may ha
 GOAWAY_MARGIN = 1.0  # switch this long before a GoAway's time runs out, turn boundary or not
 HANDLE_WAIT = 0.5  # after a GoAway, at a turn boundary: how long to wait for the turn's handle
 MAX_RESUMES = 3  # reconnections in a row without a server message in between, before giving up
-
-
-# What the server said, as the assistant needs it.
-@dataclass(frozen=True)
-class Connected:
-    setup_ms: float
-    resumed: bool = False  # a new connection of the same conversation
-
-
-@dataclass(frozen=True)
-class ModelAudio:
-    pcm: bytes  # 24 kHz mono s16le, whole samples (AnswerAudio makes it so)
-
-
-@dataclass(frozen=True)
-class Interrupted:
-    pass
-
-
-@dataclass(frozen=True)
-class TurnComplete:
-    pass
-
-
-@dataclass(frozen=True)
-class Heard:
-    """Input transcription: the server heard the user speak."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Said:
-    """Output transcription: what the model said."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Handle:
-    """A new resumption handle: the conversation can be resumed with it (for a while)."""
-
-    value: str
-
-
-LiveEvent = Connected | ModelAudio | Interrupted | TurnComplete | Heard | Said | Handle
-
-
-def make_client(key: ApiKey, settings: LiveSettings):
-    from google import genai
-    from google.genai import types
-
-    http = types.HttpOptions(
-        base_url=settings.base_url or None,
-        async_client_args={
-            # Closing must not hold up a conversation's end or shutdown (websockets waits 10 s).
-            "close_timeout": 1.0,
-            # The service's pongs are reported to take up to 30 s: the default 20 s timeout would
-            # close healthy connections ("keepalive ping timeout").
-            "ping_interval": 20.0,
-            "ping_timeout": 60.0,
-            "max_size": MAX_MESSAGE_BYTES,  # websockets' default, named: failures.py reports it
-        },
-    )
-    return genai.Client(api_key=key.value, http_options=http)
-
-
-def connect_config(settings: LiveSettings, vad, handle: str | None = None):
-    from google.genai import types
-
-    speech = None
-    if settings.voice:
-        speech = types.SpeechConfig(
-            voice_config=types.VoiceConfig(prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=settings.voice))
-        )
-    sensitivity = {"high": "HIGH", "low": "LOW"}
-    if vad.automatic:
-        detection = types.AutomaticActivityDetection(
-            disabled=False,
-            start_of_speech_sensitivity=(f"START_SENSITIVITY_{sensitivity[vad.start_sensitivity]}"
-                                         if vad.start_sensitivity != "default" else None),
-            end_of_speech_sensitivity=(f"END_SENSITIVITY_{sensitivity[vad.end_sensitivity]}"
-                                       if vad.end_sensitivity != "default" else None),
-            prefix_padding_ms=vad.prefix_padding_ms,
-            silence_duration_ms=vad.silence_duration_ms,
-        )
-    else:
-        detection = types.AutomaticActivityDetection(disabled=True)
-    return types.LiveConnectConfig(
-        response_modalities=[types.Modality.AUDIO],
-        system_instruction=settings.system_instruction or None,
-        speech_config=speech,
-        realtime_input_config=types.RealtimeInputConfig(automatic_activity_detection=detection),
-        # What the server hears: tells the assistant that someone is speaking (keeps the follow-up
-        # window open while they do); logged when live.transcripts is on.
-        input_audio_transcription=types.AudioTranscriptionConfig(),
-        output_audio_transcription=types.AudioTranscriptionConfig() if settings.transcripts else None,
-        session_resumption=types.SessionResumptionConfig(handle=handle),
-        # Long conversations: drop the oldest context instead of hitting the limit (and the 15 min
-        # cap of audio sessions without compression).
-        context_window_compression=types.ContextWindowCompressionConfig(
-            sliding_window=types.SlidingWindow(), trigger_tokens=settings.compression_trigger_tokens
-        ),
-    )
+MAX_STARTS_OVER = 3  # new sessions for one conversation (resuming refused or impossible), before giving up
 
 
 class _Activity(Enum):
@@ -179,7 +82,9 @@ class _SwitchConnection(Exception):
 
 class LiveSession:
     def __init__(self, client, settings: LiveSettings, vad, on_event: Callable[[LiveEvent], None],
-                 handle: str | None = None):
+                 handle: str | None = None, transcript: Transcript | None = None, number: int = 0):
+        """`handle` and `transcript`: the context of an earlier conversation to continue (resumed with the
+        handle; seeded with the transcript when the handle is refused). `number`: for the log."""
         self._client = client
         self._settings = settings
         self._vad = vad
@@ -191,9 +96,15 @@ class LiveSession:
         self._sending = False  # a send is under way (cancelling it could leave half a frame)
         self._heard_from = False  # the current connection has had a message from the server
         self._in_turn = False
+        self._generated = False  # the current turn's generationComplete came
         self._go_away_at: float | None = None  # monotonic deadline of a GoAway
         self._switch_at: float | None = None  # after a GoAway: when to switch, at a turn boundary
         self._audio = AnswerAudio()  # the model's audio, checked: whole samples at 24 kHz
+        self.transcript = transcript if transcript is not None else Transcript()  # the turns, as text
+        self._seed: Transcript | None = None  # the next connection starts a new session with these turns
+        self.usage = Usage()
+        self._number = number
+        self._starts_over = 0
 
     # -- what the assistant sends: queued at once, sent in order on the current connection -------------
     def send_audio(self, pcm: bytes) -> None:
@@ -211,8 +122,8 @@ class LiveSession:
 
     async def _connect(self):
         started = time.monotonic()
-        cm = self._client.aio.live.connect(model=self._settings.model,
-                                           config=connect_config(self._settings, self._vad, self.handle))
+        config = connect_config(self._settings, self._vad, self.handle, self._seed)
+        cm = self._client.aio.live.connect(model=self._settings.model, config=config)
         try:
             async with asyncio.timeout(self._settings.connect_timeout_seconds):
                 session = await cm.__aenter__()
@@ -223,11 +134,32 @@ class LiveSession:
         return cm, session, (time.monotonic() - started) * 1000
 
     async def run(self) -> None:
-        """Connect and stream until cancelled; resumes across GoAways and drops. Raises SessionError."""
+        """Connect and stream until cancelled; resumes across GoAways and drops, and starts over with the
+        conversation so far when resuming is refused. Raises SessionError. Logs the usage at the end."""
+        try:
+            await self._run()
+        finally:
+            u = self.usage
+            if u.bytes_in or u.tokens_in:
+                log.info("conversation used %d tokens in, %d out; %.1f s of audio sent, %.1f s received",
+                         u.tokens_in, u.tokens_out, u.seconds_in, u.seconds_out,
+                         extra=fields(event="usage", session=self._number or None, tokens_in=u.tokens_in,
+                                      tokens_out=u.tokens_out, audio_in_seconds=round(u.seconds_in, 1),
+                                      audio_out_seconds=round(u.seconds_out, 1)))
+
+    async def _run(self) -> None:
         resumed = False
         attempts = 0
         while True:
-            cm, session, setup_ms = await self._connect()
+            try:
+                cm, session, setup_ms = await self._connect()
+            except SessionError as e:
+                if self.handle is None or e.kind in ("auth", "quota", "network"):
+                    raise
+                # The service would not resume (an expired or refused handle, a 1011 again): a new session,
+                # told what was said so far. Nothing queued meanwhile is lost: it goes on the new one.
+                self._start_over(f"the Live API would not resume the conversation ({e})", e)
+                continue
             self._heard_from = False
             self._on_event(Connected(setup_ms, resumed))
             try:
@@ -238,10 +170,13 @@ class LiveSession:
                 attempts = 0
             except SessionError as e:
                 attempts = 1 if self._heard_from else attempts + 1  # in a row, without a message between
-                if not e.resumable or self.handle is None or attempts > MAX_RESUMES:
+                if not e.resumable or attempts > MAX_RESUMES:
                     raise
-                log.warning("connection lost (%s): resuming the conversation", e,
-                            extra=fields(event="resume"))
+                if self.handle is None:
+                    self._start_over(f"connection lost ({e}) before the Live API gave a resumption handle", e)
+                else:
+                    log.warning("connection lost (%s): resuming the conversation", e,
+                                extra=fields(event="resume"))
                 self._resend_recent()
             finally:
                 # Closed before resuming: the API refuses a resumption while the old socket is open.
@@ -261,6 +196,15 @@ class LiveSession:
                 # connection does not continue it. What was received plays to its end.
                 self._turn_complete()
 
+    def _start_over(self, why: str, error: SessionError) -> None:
+        self._starts_over += 1
+        if self._starts_over > MAX_STARTS_OVER:
+            raise error
+        self.handle = None
+        self._seed = self.transcript if self.transcript else None
+        log.warning("%s: a new session%s", why, " with the conversation so far" if self._seed else "",
+                    extra=fields(event="restart", session=self._number or None))
+
     def _resend_recent(self) -> None:
         cutoff = time.monotonic() - RESEND_SECONDS
         again: list[_Outgoing] = [pcm for t, pcm in self._recent if t >= cutoff]
@@ -268,6 +212,12 @@ class LiveSession:
         self._recent.clear()
 
     async def _stream(self, session) -> None:
+        if self._seed is not None:
+            if history_in_client_content(self._settings):
+                # Before any audio: the server takes client content as the initial history until a
+                # turn_complete, without answering it (the setup's history_config said so).
+                await session.send_client_content(turns=self._seed.contents(), turn_complete=True)
+            self._seed = None  # (else it went in the system instruction)
         sender = asyncio.create_task(self._send(session), name="live-send")
         receiver = asyncio.create_task(self._receive(session), name="live-receive")
         try:
@@ -312,6 +262,7 @@ class LiveSession:
             finally:
                 self._sending = False
             now = time.monotonic()
+            self.usage.bytes_in += len(pcm)
             self._recent.append((now, pcm))
             while self._recent and self._recent[0][0] < now - RESEND_SECONDS:
                 self._recent.popleft()
@@ -370,32 +321,64 @@ class LiveSession:
             self.handle = upd.new_handle
             self._on_event(Handle(upd.new_handle))
             fresh = True
+        if msg.usage_metadata is not None:
+            self.usage.add_metadata(msg.usage_metadata)
+        va = msg.voice_activity
+        if va is not None and va.voice_activity_type is not None and va.voice_activity_type.value == "ACTIVITY_START":
+            self._on_event(Speaking())
         sc = msg.server_content
         if sc is None:
             return fresh
+        # One message may carry several of these (audio, transcriptions, turn complete): each is handled,
+        # in this order.
         if sc.model_turn and sc.model_turn.parts:
             for part in sc.model_turn.parts:
                 if part.inline_data and part.inline_data.data:
                     self._in_turn = True
                     if pcm := self._audio.take(part.inline_data.data, part.inline_data.mime_type):
+                        self.usage.bytes_out += len(pcm)
                         self._on_event(ModelAudio(pcm))
         if sc.input_transcription and sc.input_transcription.text:
+            self.transcript.add("user", sc.input_transcription.text)
+            if self._settings.transcripts:
+                narration.transcript(self._number, heard=sc.input_transcription.text)
             self._on_event(Heard(sc.input_transcription.text))
         if sc.output_transcription and sc.output_transcription.text:
+            self.transcript.add("model", sc.output_transcription.text)
+            if self._settings.transcripts:
+                narration.transcript(self._number, said=sc.output_transcription.text)
             self._on_event(Said(sc.output_transcription.text))
+        _note(sc)
+        self._generated |= bool(sc.generation_complete)
         if sc.interrupted:
-            self._in_turn = False
+            self._in_turn = self._generated = False
             self._audio.end_turn()  # the rest of an interrupted answer is not played
             self._on_event(Interrupted())
         if sc.turn_complete:
-            self._turn_complete()
+            self._turn_complete(self._generated)
         return fresh
 
-    def _turn_complete(self) -> None:
-        self._in_turn = False
+    def _turn_complete(self, generated: bool = True) -> None:
+        self._in_turn = self._generated = False
         if tail := self._audio.end_turn():
             self._on_event(ModelAudio(tail))
-        self._on_event(TurnComplete())
+        self._on_event(TurnComplete(generated))
+
+
+# Why a turn ended, when it is not the answer being done: said once in the log (debug for the rest).
+_EXPECTED_ENDS = {None, "TURN_COMPLETE_REASON_UNSPECIFIED", "NEED_MORE_INPUT"}
+
+
+def _note(sc) -> None:
+    """The newer models' status fields: nothing to act on (turn_complete, interrupted and the audio
+    decide), but what they say goes to the log for someone finding out why an answer ended."""
+    reason = sc.turn_complete_reason.value if sc.turn_complete_reason is not None else None
+    if reason not in _EXPECTED_ENDS:
+        log.warning("the Live API ended the answer early: %s", reason, extra=fields(event="turn_reason"))
+    for name in ("generation_complete", "waiting_for_input", "interaction_status"):
+        value = getattr(sc, name, None)
+        if value is not None and value is not False:
+            log.debug("Live API: %s = %s", name, getattr(value, "value", value))
 
 
 def _seconds(duration) -> float:

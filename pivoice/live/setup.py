@@ -1,0 +1,98 @@
+"""The Live API client and each connection's setup: what pivoice asks of the model.
+
+The setup follows live.model's entry in models.py: settings the model does not take were refused at
+start (config.py), so what is sent here is what the model accepts.
+"""
+
+from __future__ import annotations
+
+from ..config import LiveSettings, VadSettings
+from ..credentials import ApiKey
+from . import models
+from .failures import MAX_MESSAGE_BYTES
+from .record import Transcript
+
+
+def make_client(key: ApiKey, settings: LiveSettings):
+    from google import genai
+    from google.genai import types
+
+    http = types.HttpOptions(
+        base_url=settings.base_url or None,
+        async_client_args={
+            # Closing must not hold up a conversation's end or shutdown (websockets waits 10 s).
+            "close_timeout": 1.0,
+            # The service's pongs are reported to take up to 30 s: the default 20 s timeout would
+            # close healthy connections ("keepalive ping timeout").
+            "ping_interval": 20.0,
+            "ping_timeout": 60.0,
+            "max_size": MAX_MESSAGE_BYTES,  # websockets' default, named: failures.py reports it
+        },
+    )
+    return genai.Client(api_key=key.value, http_options=http)
+
+
+def history_in_client_content(settings: LiveSettings) -> bool:
+    """A reseed goes as initial turns in client content (else: in the system instruction)."""
+    m = models.lookup(settings.model)
+    return m is not None and m.history_in_client_content
+
+
+def connect_config(settings: LiveSettings, vad: VadSettings, handle: str | None = None,
+                   seed: Transcript | None = None):
+    """The setup of one connection: resuming with `handle`, or a new session seeded with `seed`."""
+    from google.genai import types
+
+    speech = None
+    if settings.voice or settings.language:
+        voice = (types.VoiceConfig(prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=settings.voice))
+                 if settings.voice else None)
+        speech = types.SpeechConfig(voice_config=voice, language_code=settings.language or None)
+    # What the person says: tells the assistant someone is speaking (keeps the follow-up window open),
+    # is logged with live.transcripts, and with what the model says is kept to reseed a session.
+    heard = types.AudioTranscriptionConfig(language_codes=[settings.language] if settings.language else None)
+    instruction = settings.instruction
+    history = None
+    if seed:
+        if history_in_client_content(settings):
+            history = types.HistoryConfig(initial_history_in_client_content=True)
+        else:
+            instruction += seed.as_instruction()
+    return types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],
+        system_instruction=instruction or None,
+        speech_config=speech,
+        realtime_input_config=types.RealtimeInputConfig(automatic_activity_detection=_detection(vad)),
+        input_audio_transcription=heard,
+        output_audio_transcription=types.AudioTranscriptionConfig(),
+        session_resumption=types.SessionResumptionConfig(handle=handle),
+        # Long conversations: drop the oldest context instead of hitting the limit (and the 15 min
+        # cap of audio sessions without compression).
+        context_window_compression=types.ContextWindowCompressionConfig(
+            sliding_window=types.SlidingWindow(), trigger_tokens=settings.compression_trigger_tokens
+        ),
+        history_config=history,
+        # Only what the config sets: a model's own default is left to it (3.8 refuses proactive_audio=false).
+        proactivity=(types.ProactivityConfig(proactive_audio=settings.proactive_audio)
+                     if settings.proactive_audio is not None else None),
+        enable_affective_dialog=settings.affective_dialog,
+        thinking_config=(types.ThinkingConfig(thinking_level=settings.thinking_level.upper())
+                         if settings.thinking_level else None),
+    )
+
+
+def _detection(vad: VadSettings):
+    from google.genai import types
+
+    if not vad.automatic:
+        return types.AutomaticActivityDetection(disabled=True)
+    sensitivity = {"high": "HIGH", "low": "LOW"}
+    return types.AutomaticActivityDetection(
+        disabled=False,
+        start_of_speech_sensitivity=(f"START_SENSITIVITY_{sensitivity[vad.start_sensitivity]}"
+                                     if vad.start_sensitivity != "default" else None),
+        end_of_speech_sensitivity=(f"END_SENSITIVITY_{sensitivity[vad.end_sensitivity]}"
+                                   if vad.end_sensitivity != "default" else None),
+        prefix_padding_ms=vad.prefix_padding_ms,
+        silence_duration_ms=vad.silence_duration_ms,
+    )
