@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -30,7 +29,7 @@ from .audio.speech_end import SpeechEnd
 from .config import Settings
 from .live import events as live
 from .live.failures import FIX_KEY, SessionError
-from .live.record import Transcript
+from .live.record import Context
 from .live.session import LiveSession
 from .logs import fields
 from .states import IN_CONVERSATION, INTERRUPTIONS, Event, Listener, State, Transition, next_state
@@ -81,9 +80,9 @@ class Assistant:
         self._speech = SpeechEnd(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
         self._by_wake = False  # this conversation began with the wake word (not push-to-talk)
         self._discard_turn = False  # after a local interruption: drop the rest of that turn's audio
-        # The last conversation's context, for a wake word soon after: its newest resumption handle (and
-        # when it came) and its transcript (to start over with when the handle is refused). Memory only.
-        self._context: tuple[str | None, Transcript, float] | None = None
+        # The last conversation's context, for a wake word soon after: its newest resumption handle and its
+        # transcript (to start over with when the handle is refused). Memory only, dropped after the window.
+        self._context = Context(settings.conversation.resume_context_seconds)
         self._failures = 0  # failed conversations in a row (for the backoff)
         self._retry: asyncio.TimerHandle | None = None
         self.problem = ""  # what the ERROR state is about, in words
@@ -195,18 +194,10 @@ class Assistant:
         self._retry = asyncio.get_running_loop().call_later(wait, self.dispatch, Event.RETRY)
         return problem, f"trying again in {wait:.0f} s"
 
-    def _earlier_context(self) -> tuple[str | None, Transcript | None]:
-        """The last conversation's handle and transcript, if recent enough to continue; else forgotten."""
-        window = self.settings.conversation.resume_context_seconds
-        if self._context is None or window <= 0 or time.monotonic() - self._context[2] > window:
-            self._context = None
-            return None, None
-        return self._context[0], self._context[1]
-
     def _open_session(self, start: int, talk: bool = False, wake: bool = False) -> None:
         self.session_id += 1
         self._discard_turn = False
-        handle, transcript = self._earlier_context()
+        handle, transcript = self._context.take()
         session = LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
                               handle=handle, transcript=transcript, number=self.session_id)
         if not self.settings.vad.automatic and (talk or wake):
@@ -268,7 +259,7 @@ class Assistant:
             else:
                 self.dispatch(Event.CONNECTED, setup_ms=round(ev.setup_ms))
         elif isinstance(ev, live.Handle) and self._session is not None:
-            self._context = (ev.value, self._session.transcript, time.monotonic())
+            self._context.keep(ev.value, self._session.transcript)
         elif isinstance(ev, live.ModelAudio):
             if self._discard_turn:
                 return

@@ -346,6 +346,7 @@ class LiveStandIn:
                                                  for x in (chunk[:half], chunk[half:])]
                 content["outputTranscription"] = {"text": " The end."}
                 content["turnComplete"] = True
+                content["aFieldFromTheFuture"] = {"x": 1}  # unknown fields must not break anything
             await ws.send(json.dumps({"serverContent": content}))
             if n + 1 == b.premature_turn_complete_after:
                 await ws.send(json.dumps({"serverContent": {"turnComplete": True}}))

@@ -5,11 +5,15 @@ failure ends a session that resumption cannot bring back (a 1011 whose resumptio
 handle), the next session is seeded with it, so "...and the day after?" still makes sense. Memory only: it
 goes with the conversation's context (see Assistant), never to disk or the log.
 
+`Context`: the last conversation's resumption handle and transcript, kept for a wake word soon after
+("hey jarvis, and the day after?"), and forgotten when that window closes.
+
 `Usage`: tokens (from the server's usage metadata) and seconds of audio each way, logged once at the end.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from ..audio.format import IN_RATE, OUT_RATE
@@ -46,6 +50,31 @@ class Transcript:
 
     def __bool__(self) -> bool:
         return bool(self.turns)
+
+
+class Context:
+    """What a new conversation continues: the newest handle of the last one and its transcript, for
+    `window` seconds after the handle came (conversation.resume_context_seconds), then dropped."""
+
+    def __init__(self, window: float):
+        self.window = window
+        self._kept: tuple[str, Transcript] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def keep(self, handle: str, transcript: Transcript) -> None:
+        if self.window <= 0:
+            return
+        self._kept = (handle, transcript)
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = asyncio.get_running_loop().call_later(self.window, self.forget)
+
+    def take(self) -> tuple[str | None, Transcript | None]:
+        """The handle and transcript to continue with; (None, None) when there is nothing recent."""
+        return self._kept if self._kept is not None else (None, None)
+
+    def forget(self) -> None:
+        self._kept = None
 
 
 @dataclass
