@@ -18,8 +18,9 @@ from .config import Settings
 from .credentials import CREDENTIAL_NAME, ApiKey, find_api_key
 from .errors import UserError
 from .gpio import Gpio
-from .live.setup import make_client
+from .live.setup import PreparedClient
 from .narration import log_transition
+from .states import Event
 from .systemd import Notifier, status_listener
 from .wake.detector import WakeDetector, resolve_models
 from .wake.self_trigger import SelfTriggerGuard
@@ -53,7 +54,8 @@ class Daemon:
                 log.info("reloaded: the API key from %s is unchanged", key.source, extra=logs.fields(event="reload"))
             else:
                 self.key = key
-                self.assistant.client = make_client(key, self.settings.live)
+                self.assistant.client = client = PreparedClient(key, self.settings.live)
+                client.prepare()
                 log.info("reloaded: API key from %s", key.source, extra=logs.fields(event="reload"))
             self.assistant.reloaded()
         except UserError as e:
@@ -92,12 +94,13 @@ def build(settings: Settings, key: ApiKey, models: dict[str, Path] | None = None
         Capture(settings.audio.input_device, scorer=detector.score, canceller=aec),
         playback,
         detector,
-        make_client(key, settings.live),
+        client := PreparedClient(key, settings.live),
         SelfTriggerGuard(models, settings.wake.threshold, playback.heard_at),
         aec,
     )
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
+    assistant.listeners.append(lambda t: client.prepare() if t.event is Event.READY else None)
     assistant.listeners.append(log_transition)
     assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
     assistant.listeners.append(gpio.on_transition)

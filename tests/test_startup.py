@@ -68,3 +68,25 @@ def test_a_microphone_that_appears_later_is_listened_to(home, standin, run_daemo
     finally:
         card.stop()
     assert "Traceback" not in d.output
+
+
+def test_a_wake_word_in_the_first_second_after_ready_loses_nothing(soundcard, standin, run_daemon, notify_socket):
+    """The Live client (google-genai) is made after READY=1, off the audio path: a wake word said at once
+    opens a conversation, and every word after it reaches the Live API, though the client may still be
+    in the making when the wake word is heard."""
+    command = read_wav("command_time_tokyo.wav")
+    standin.behaviour.reply_after_seconds = None
+    d = run_daemon(CONFIG.format(mic="pv_mic", speaker="spk_file"),
+                   extra_env={**standin.env(), "NOTIFY_SOCKET": str(notify_socket.path)})
+    deadline = time.monotonic() + 30
+    while not notify_socket.lines("READY=1") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert notify_socket.lines("READY=1"), d.output
+    soundcard.say(read_wav("hey_jarvis.wav") + silence(0.15) + command + silence(0.5))
+    standin.wait_for(lambda: standin.sessions and bytes(standin.sessions[0].audio).find(command) >= 0, 20,
+                     "the command, whole, at the Live API")
+    d.wait_for(r"heard 'hey_jarvis'", timeout=5)
+    # It was made after READY=1, not before.
+    made = d.wait_for("Live API client ready in", timeout=5).string
+    assert d.lines.index(made) > next(i for i, x in enumerate(d.lines) if "ready: listening for" in x)
+    d.stop()

@@ -13,6 +13,7 @@ its own drop-in says so and goes away after it.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import threading
@@ -183,13 +184,14 @@ def test_the_readme_journal_queries_return_what_it_says(system):
     out = s.c.run(warnings).stdout
     assert "GPIO not available" in out and "ready: listening" not in out and "heard 'hey_jarvis'" not in out, out
 
-    # PIVOICE_SESSION=3: one conversation, whole.
+    # PIVOICE_SESSION=3 of the running service: one conversation, whole, of this run only (the numbers
+    # start at 1 with every start of the service).
     session = int(re.search(r"SESSION=(\d+)", one).group(1))
     assert session == 3, one  # the test makes three conversations in this run
     text = s.c.run(one).stdout
     assert "heard 'hey_jarvis'" in text and "no follow-up: conversation over" in text, text
-    entries = [e for e in s.entries("PIVOICE_SESSION=3")]
-    assert {e["_SYSTEMD_INVOCATION_ID"] for e in entries} == {inv}, "PIVOICE_SESSION=3 mixes runs of the service"
+    entries = [json.loads(x) for x in s.c.run(one + " -o json").stdout.splitlines() if x.strip()]
+    assert {e["_SYSTEMD_INVOCATION_ID"] for e in entries} == {inv}, "the query mixes runs of the service"
     assert [e["PIVOICE_EVENT"] for e in entries][:2] == ["wake", "connected"]
 
     # PIVOICE_EVENT=wake --since today: every wake-up, and only those.

@@ -32,7 +32,7 @@ from ..logs import fields
 from .events import Connected, Handle, Heard, Interrupted, LiveEvent, ModelAudio, Said, Speaking, TurnComplete
 from .failures import SessionError, classify, unreadable
 from .record import Transcript, Usage
-from .setup import connect_config, history_in_client_content
+from .setup import PreparedClient, connect_config, history_in_client_content
 
 log = logging.getLogger("pivoice.live")
 
@@ -122,6 +122,8 @@ class LiveSession:
 
     async def _connect(self):
         started = time.monotonic()
+        if isinstance(self._client, PreparedClient):
+            self._client = await self._client.get()
         config = connect_config(self._settings, self._vad, self.handle, self._seed)
         cm = self._client.aio.live.connect(model=self._settings.model, config=config)
         try:

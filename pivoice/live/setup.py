@@ -6,11 +6,17 @@ start (config.py), so what is sent here is what the model accepts.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
 from ..config import LiveSettings, VadSettings
 from ..credentials import ApiKey
 from . import models
 from .failures import MAX_MESSAGE_BYTES
 from .record import Transcript
+
+log = logging.getLogger("pivoice.live")
 
 
 def make_client(key: ApiKey, settings: LiveSettings):
@@ -30,6 +36,33 @@ def make_client(key: ApiKey, settings: LiveSettings):
         },
     )
     return genai.Client(api_key=key.value, http_options=http)
+
+
+class PreparedClient:
+    """google-genai's client, made in a thread once asked. Importing google-genai is about half of
+    pivoice's start, and listening for the wake word does not need it: the daemon asks right after
+    READY=1, so the wake word is heard sooner and the first conversation does not wait for it either
+    (a session that starts before it is ready waits for it, its audio queued)."""
+
+    def __init__(self, key: ApiKey, settings: LiveSettings):
+        self._key, self._settings = key, settings
+        self._made: asyncio.Future | None = None
+
+    def prepare(self) -> None:
+        """Start making the client (on the event loop; the import runs in a worker thread)."""
+        if self._made is None:
+            self._made = asyncio.ensure_future(asyncio.to_thread(self._make))
+
+    def _make(self):
+        started = time.monotonic()
+        client = make_client(self._key, self._settings)
+        log.debug("Live API client ready in %.0f ms (google-genai loaded)", (time.monotonic() - started) * 1000)
+        return client
+
+    async def get(self):
+        self.prepare()
+        assert self._made is not None
+        return await self._made
 
 
 def history_in_client_content(settings: LiveSettings) -> bool:
