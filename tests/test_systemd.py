@@ -358,8 +358,13 @@ def test_upgrade_keeps_config_and_key_and_purge_leaves_nothing(system):
     s.c.run("bash /root/pivoice/scripts/install.sh --uninstall --purge")
     assert s.c.run("id pivoice", check=False).returncode != 0, "the user pivoice is still there"
     assert s.c.run("getent group pivoice", check=False).returncode != 0, "the group pivoice is still there"
-    units = s.c.run("systemctl list-units --all --no-legend 'pivoice*'; "
-                    "systemctl list-unit-files --no-legend 'pivoice*'", check=False).stdout  # (exits 1: none)
+    # No unit file; and no unit left loaded. A removed unit shows as "not-found inactive dead" until
+    # systemd's garbage collection unloads it, which on a loaded machine can lag the daemon-reload.
+    deadline, units = time.monotonic() + 20, "?"
+    while units.strip() and time.monotonic() < deadline:
+        units = s.c.run("systemctl list-units --all --no-legend 'pivoice*'; "
+                        "systemctl list-unit-files --no-legend 'pivoice*'", check=False).stdout  # (exits 1: none)
+        time.sleep(0.5 if units.strip() else 0)
     assert units.strip() == "", units
     skip = ("/proc", "/sys", "/dev", "/root/pivoice", SHARE, PIP_CACHE)
     prune = " -o ".join(f"-path {p}" for p in skip)
