@@ -73,7 +73,7 @@ class Assistant:
         self._stopped = asyncio.Event()
         self._closing: set[asyncio.Task] = set()  # sessions closing their sockets
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._newest = 0  # sample index of the end of the newest captured frame
+        self._sent_to = 0  # sample index up to which the session has the microphone's audio
         self._last_wake = -SAME_PHRASE_SAMPLES  # sample index of the end of the last wake word acted on
         self._press: tuple[State, int] | None = None  # state and capture index when the button went down
         self._talking = False  # push-to-talk: the button is held, activity started
@@ -99,6 +99,7 @@ class Assistant:
         self.state = new
         self.capture.scoring = new in WAKE_STATES
         self.capture.cancelling = new is State.RESPONDING
+        self.capture.idle = new not in IN_CONVERSATION
         self._leave(t)
         t = self._enter(t)
         self._after_event(t)
@@ -207,8 +208,10 @@ class Assistant:
             if wake and self._speech is not None:
                 self._speech.start()
         self._by_wake = wake
+        self._sent_to = start
         for frame in self._preroll.since(start):
             session.send_audio(frame.pcm)
+            self._sent_to = frame.end
         self._session = session
         self._session_task = asyncio.create_task(self._run_session(session, self.session_id), name="session")
 
@@ -298,10 +301,12 @@ class Assistant:
         async for item, hit in self.capture.frames():
             if self.state is State.MUTED:
                 continue  # the microphone is off: the audio goes nowhere, not even into the ring
-            self._newest = item.end
             self._preroll.append(item)
-            if self.state in IN_CONVERSATION and self._session is not None:
-                self._session.send_audio(item.pcm)
+            if self.state in IN_CONVERSATION and self._session is not None and item.end > self._sent_to:
+                # (A frame that reaches the loop after the conversation began from the ring: its part
+                # after what the ring gave.)
+                self._session.send_audio(item.pcm[max(0, self._sent_to - item.index) * 2 :])
+                self._sent_to = item.end
                 if self._speech is not None and self._speech.ended(item.pcm):
                     self._session.activity_end()
             if self.state in WAKE_STATES:
@@ -388,9 +393,9 @@ class Assistant:
         self._from_thread(self.dispatch, Event.RELOADED)
 
     def _button_down(self) -> None:
-        self._press = (self.state, self._newest)
+        self._press = (self.state, self.capture.newest)
         if not self.settings.vad.automatic and self.state is not State.MUTED:
-            self.dispatch(Event.TALK, from_index=self._newest)  # push-to-talk: held = speaking
+            self.dispatch(Event.TALK, from_index=self.capture.newest)  # push-to-talk: held = speaking
             return
         self.dispatch(Event.BUTTON_DOWN)
 

@@ -210,6 +210,7 @@ class FakeCapture:
         self.frame_samples = frame_samples
         self.scoring = False
         self.cancelling = False
+        self.idle = False  # (the real capture hands idle frames over in batches; here each at once)
         self.opened = self.started = self.closed = False
         self.said: list[Frame] = []
         self._index = 0
@@ -229,6 +230,11 @@ class FakeCapture:
         if self._queue is None:
             self._queue = asyncio.Queue()
         return self._queue
+
+    @property
+    def newest(self) -> int:
+        """The end of the newest frame captured (said)."""
+        return self._index
 
     def say(self, wake: str | None = None) -> Frame:
         """Capture one frame of distinct audio; `wake`: the detector fires on it (if scoring is on)."""

@@ -11,10 +11,12 @@ goes and when it is back. The assistant sets `cancelling` and `scoring` when its
 reads `frames()`; it never reaches into the chain.
 
 Scoring in this thread means a frame costs one hand-over to the event loop, with its detection
-(bench/wake_cost.py --explain measured the hand-overs). The hand-over is bounded (SLOTS frames) and the
-thread waits when it is full: audio is never dropped between the device and the consumer. On a real
-device the consumer keeps up; on an unpaced test device (ALSA's file plugin) the wait paces capture to
-the consumer.
+(bench/wake_cost.py --explain measured the hand-overs: they were most of pivoice's CPU over the bare
+wake-word loop). While `idle` (no conversation) frames are handed over IDLE_BATCH at a time, and at once
+with a detection, so the loop wakes a few times a second instead of 12.5. The hand-over is bounded (SLOTS
+frames) and the thread waits when it is full: audio is never dropped between the device and the
+consumer. On a real device the consumer keeps up; on an unpaced test device (ALSA's file plugin) the
+wait paces capture to the consumer.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ PERIODS = 4
 
 STALL_SECONDS = 3.0  # no audio for this long from a device that should deliver every 80 ms: it is gone
 SLOTS = 32  # frames (2.5 s) handed over and not yet taken, before the thread waits
+IDLE_BATCH = 4  # frames (320 ms) handed over together while idle (a detection goes at once)
 RETRY_FIRST = 1.0  # seconds before reopening a failed device; doubles up to RETRY_MAX
 RETRY_MAX = 10.0
 
@@ -62,6 +65,8 @@ class Capture:
         self.canceller = canceller
         self.scoring = False
         self.cancelling = False
+        self.idle = False  # no conversation: frames without a detection may wait to go in a batch
+        self.newest = 0  # sample index of the end of the newest frame read (read from any thread)
         self.on_lost: Callable[[str], Any] | None = None
         self.on_back: Callable[[], Any] | None = None
         self._pcm: Any = None
@@ -106,19 +111,25 @@ class Capture:
             self._slots.release()
             yield item
 
-    def _put(self, loop: asyncio.AbstractEventLoop, item: tuple[Frame, Detection | None]) -> bool:
-        """Hand an item to the event loop, waiting while SLOTS are taken. False when stopping."""
-        while not self._slots.acquire(timeout=0.2):
-            if self._stop.is_set():
-                return False
+    def _put(self, loop: asyncio.AbstractEventLoop, items: list[tuple[Frame, Detection | None]]) -> bool:
+        """Hand items to the event loop in one wake-up, waiting while SLOTS are taken. False when stopping."""
+        for _ in items:
+            while not self._slots.acquire(timeout=0.2):
+                if self._stop.is_set():
+                    return False
         try:
-            loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            loop.call_soon_threadsafe(self._hand_over, items)
         except RuntimeError:  # the loop is gone
             return False
         return True
 
+    def _hand_over(self, items: list[tuple[Frame, Detection | None]]) -> None:
+        for item in items:
+            self._queue.put_nowait(item)
+
     def _run(self, loop: asyncio.AbstractEventLoop, lost: bool) -> None:
         index = 0
+        batch: list[tuple[Frame, Detection | None]] = []
         wait = RETRY_FIRST
         last_audio = time.monotonic()
         while not self._stop.is_set():
@@ -156,15 +167,19 @@ class Capture:
             if self._convert is not None:
                 data = self._convert(data)
             frame = Frame(index, data, time.monotonic())
-            index = frame.end
+            index = self.newest = frame.end
             if self.cancelling and self.canceller is not None:
                 # Over an answer: the microphone with the answer's echo taken out. The detector hears
                 # that, so a person's wake word gets through; the session gets it too, so the server's
                 # activity detection hears the person, not pivoice itself.
                 frame = Frame(frame.index, self.canceller.process(frame.end, frame.at, frame.pcm), frame.at)
             hit = self.scorer(frame) if self.scoring and self.scorer is not None else None
-            if not self._put(loop, (frame, hit)):
+            batch.append((frame, hit))
+            if hit is None and self.idle and len(batch) < IDLE_BATCH:
+                continue
+            if not self._put(loop, batch):
                 return
+            batch = []
 
     @staticmethod
     def _notify(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any] | None, *args: Any) -> None:

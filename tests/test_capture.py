@@ -1,0 +1,51 @@
+"""The capture thread's hand-over to the event loop, on a real ALSA PCM (the file plugin, unpaced)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pivoice.audio.capture import IDLE_BATCH, PERIOD_FRAMES, Capture
+from pivoice.wake.detector import Detection
+
+
+def test_idle_frames_go_to_the_loop_in_batches_and_a_detection_at_once(home, tmp_path, monkeypatch):
+    """While idle the loop wakes once per IDLE_BATCH frames, not per frame; a frame with a detection goes
+    at once, with those before it; every frame arrives, in order; in a conversation, each frame at once."""
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / "mic.raw").write_bytes(b"".join(bytes([n, 0]) * PERIOD_FRAMES for n in range(1, 21)))
+    wake_frame = 6  # the sixth frame has the wake word
+    handed: list[list[int]] = []  # the frames (1-based) of each hand-over
+
+    class Spy(Capture):
+        def _hand_over(self, items):
+            handed.append([frame.end // PERIOD_FRAMES for frame, _ in items])
+            super()._hand_over(items)
+
+    def scorer(frame):
+        if frame.end != wake_frame * PERIOD_FRAMES:
+            return None
+        cap.idle = False  # the conversation begins (here at once; the assistant does it when the loop has it)
+        return Detection("hey_jarvis", 0.9, frame.end)
+
+    cap = Spy("mic_file", scorer=scorer)
+    cap.open()
+    cap.scoring = cap.idle = True
+
+    async def main() -> list[tuple[int, bool]]:
+        cap.start(asyncio.get_running_loop())
+        got = []
+        async for frame, hit in cap.frames():
+            got.append((frame.pcm[0], hit is not None))
+            if len(got) == 16:
+                return got
+        return got
+
+    try:
+        got = asyncio.run(asyncio.wait_for(main(), 20))
+    finally:
+        cap.close()
+    assert [n for n, _ in got] == list(range(1, 17))  # all of them, in order
+    assert [hit for _, hit in got] == [n == wake_frame for n in range(1, 17)]
+    assert handed[0] == list(range(1, IDLE_BATCH + 1))
+    assert handed[1] == list(range(IDLE_BATCH + 1, wake_frame + 1))  # the detection did not wait
+    assert all(len(h) == 1 for h in handed[2:]), handed  # in a conversation: one frame at a time
