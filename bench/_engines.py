@@ -143,7 +143,7 @@ def run_pivoice(words, pcm: np.ndarray | None, models: Path, device: str = "mic_
         cap = Capture(device, scorer=det.score)  # as pivoice.daemon.build wires them
         cap.open()
         await det.load()
-        cap.scoring = True
+        cap.scoring = cap.idle = True  # as the assistant sets them while it waits for the wake word
         preroll = PreRoll(PREROLL_RING_SECONDS)
         if pcm is None:
             print("READY", flush=True)
@@ -189,7 +189,7 @@ def run_pivoice_score(words, pcm: np.ndarray, models: Path) -> dict:
 
 
 def run_pivoice_capture(words, pcm: np.ndarray, models: Path, device: str = "mic_file") -> dict:
-    """Capture alone (scoring off): the ALSA reads and the capture thread -> event loop hand-over."""
+    """Capture alone (scoring off, idle): the ALSA reads and the capture thread -> event loop hand-over."""
     import asyncio
 
     from pivoice.audio.capture import Capture
@@ -197,6 +197,7 @@ def run_pivoice_capture(words, pcm: np.ndarray, models: Path, device: str = "mic
     async def main() -> dict:
         cap = Capture(device)
         cap.open()
+        cap.idle = True
         t0, w0 = time.process_time(), time.monotonic()
         cap.start(asyncio.get_running_loop())
         async for item, _ in cap.frames():
@@ -222,12 +223,14 @@ def run_pivoice_quiet(words, pcm: np.ndarray, models: Path, device: str = "mic_f
     preroll = PreRoll(PREROLL_RING_SECONDS)
 
     class QuietCapture(Capture):
-        def _put(self, loop, item):
-            frame, hit = item
-            if hit is None and frame.end < pcm.size:
-                preroll.append(frame)
-                return True
-            return super()._put(loop, item)
+        def _put(self, loop, items):
+            keep = []
+            for frame, hit in items:
+                if hit is None and frame.end < pcm.size:
+                    preroll.append(frame)
+                else:
+                    keep.append((frame, hit))
+            return super()._put(loop, keep) if keep else True
 
     async def main() -> dict:
         det = WakeDetector(resolve_models(list(words)), THRESHOLD)

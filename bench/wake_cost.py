@@ -51,7 +51,7 @@ EXPLAIN = {
     "pivoice-score": "WakeDetector.score alone, one thread, no capture",
     "pivoice-capture": "Capture alone (scoring off): ALSA reads + hand-over",
     "pivoice": "pivoice path (Capture scoring -> loop), as measured above",
-    "pivoice-quiet": "prototype: idle frames stay in the capture thread",
+    "pivoice-quiet": "prototype: idle frames never leave the capture thread",
 }
 OWW_VENV = c.BENCH / ".venv-oww"
 OWW_PACKAGES = ["openwakeword==0.6.0", "tflite-runtime", "numpy<2"]
