@@ -197,6 +197,10 @@ class FakeLiveClient:
         self.refuse: BaseException | None = None  # raised when a connection opens
         self.refuse_handles: BaseException | None = None  # raised when a connection resuming with a handle opens
 
+    async def client(self, token: None) -> tuple[FakeLiveClient, None]:
+        """As setup.PreparedClient: the client each connection uses."""
+        return self, None
+
     def connect(self, *, model: str, config: types.LiveConnectConfig) -> _Connecting:
         self.attempts += 1
         return _Connecting(self, model, config)

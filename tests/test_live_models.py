@@ -16,7 +16,6 @@ from standin import _get
 from test_resilience import config, repeated, start_conversation, utterance
 
 from pivoice.config import parse
-from pivoice.credentials import ApiKey
 from pivoice.live.setup import connect_config, make_client
 
 
@@ -40,7 +39,7 @@ def test_the_stand_in_refuses_what_3_8_refuses_and_pivoice_says_so_at_check(stan
     from google.genai import errors, types
 
     async def connect():
-        client = make_client(ApiKey(TEST_KEY, "test"), parse({"live": {"base_url": standin.base_url}}, "t").live)
+        client = make_client(TEST_KEY, parse({"live": {"base_url": standin.base_url}}, "t").live)
         cfg = types.LiveConnectConfig(response_modalities=[types.Modality.AUDIO],
                                       proactivity=types.ProactivityConfig(proactive_audio=False))
         async with client.aio.live.connect(model="gemini-3.8-live", config=cfg) as s:
@@ -71,7 +70,7 @@ def test_language_reaches_the_setup_as_the_api_expects(standin):
     async def connect():
         from google.genai import types
 
-        client = make_client(ApiKey(TEST_KEY, "test"), settings.live)
+        client = make_client(TEST_KEY, settings.live)
         async with client.aio.live.connect(model=settings.live.model,
                                            config=connect_config(settings.live, settings.vad)) as s:
             await s.send_realtime_input(audio=types.Blob(data=b"\0\0" * 160, mime_type="audio/pcm;rate=16000"))

@@ -32,7 +32,7 @@ from ..logs import fields
 from .events import Connected, Handle, Heard, Interrupted, LiveEvent, ModelAudio, Said, Speaking, TurnComplete
 from .failures import SessionError, classify, unreadable
 from .record import Transcript, Usage
-from .setup import PreparedClient, connect_config, history_in_client_content
+from .setup import connect_config, history_in_client_content
 
 log = logging.getLogger("pivoice.live")
 
@@ -81,11 +81,14 @@ class _SwitchConnection(Exception):
 
 
 class LiveSession:
-    def __init__(self, client, settings: LiveSettings, vad, on_event: Callable[[LiveEvent], None],
+    def __init__(self, clients, settings: LiveSettings, vad, on_event: Callable[[LiveEvent], None],
                  handle: str | None = None, transcript: Transcript | None = None, number: int = 0):
-        """`handle` and `transcript`: the context of an earlier conversation to continue (resumed with the
+        """`clients`: where each connection's client comes from (setup.PreparedClient with an API key,
+        tokens.TokenClients with live.token_url): `await clients.client(token)`.
+        `handle` and `transcript`: the context of an earlier conversation to continue (resumed with the
         handle; seeded with the transcript when the handle is refused). `number`: for the log."""
-        self._client = client
+        self._clients = clients
+        self._token = None  # with live.token_url: the token of the current connection
         self._settings = settings
         self._vad = vad
         self._on_event = on_event
@@ -122,18 +125,25 @@ class LiveSession:
 
     async def _connect(self):
         started = time.monotonic()
-        if isinstance(self._client, PreparedClient):
-            self._client = await self._client.get()
-        config = connect_config(self._settings, self._vad, self.handle, self._seed)
-        cm = self._client.aio.live.connect(model=self._settings.model, config=config)
-        try:
-            async with asyncio.timeout(self._settings.connect_timeout_seconds):
-                session = await cm.__aenter__()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # noqa: BLE001 - every failure becomes one clear reason
-            raise classify(e, self._settings) from None
-        return cm, session, (time.monotonic() - started) * 1000
+        for attempt in (1, 2):
+            # With live.token_url: the conversation's token while it covers a resumption, else a new one.
+            client, self._token = await self._clients.client(self._token)
+            config = connect_config(self._settings, self._vad, self.handle, self._seed)
+            cm = client.aio.live.connect(model=self._settings.model, config=config)
+            try:
+                async with asyncio.timeout(self._settings.connect_timeout_seconds):
+                    session = await cm.__aenter__()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - every failure becomes one clear reason
+                failure = classify(e, self._settings, token=self._token is not None)
+                if failure.kind != "token" or attempt == 2:
+                    raise failure from None
+                log.warning("%s: trying once more with a new token", failure, extra=fields(event="token"))
+                self._token = None
+                continue
+            return cm, session, (time.monotonic() - started) * 1000
+        raise AssertionError("unreachable")
 
     async def run(self) -> None:
         """Connect and stream until cancelled; resumes across GoAways and drops, and starts over with the
@@ -156,7 +166,7 @@ class LiveSession:
             try:
                 cm, session, setup_ms = await self._connect()
             except SessionError as e:
-                if self.handle is None or e.kind in ("auth", "quota", "network"):
+                if self.handle is None or e.kind in ("auth", "quota", "network", "keyservice", "device", "token"):
                     raise
                 # The service would not resume (an expired or refused handle, a 1011 again): a new session,
                 # told what was said so far. Nothing queued meanwhile is lost: it goes on the new one.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
 
 from ..config import LiveSettings, VadSettings
 from ..credentials import ApiKey
@@ -17,14 +18,23 @@ from .failures import MAX_MESSAGE_BYTES
 from .record import Transcript
 
 log = logging.getLogger("pivoice.live")
+# google-genai warns at every connection with an ephemeral token that its token support is experimental.
+warnings.filterwarnings("ignore", message=r"The SDK's ephemeral token support is experimental")
 
 
-def make_client(key: ApiKey, settings: LiveSettings):
+def import_genai() -> None:
+    """Import google-genai (about half of pivoice's start; done in a thread after READY=1)."""
+    from google import genai  # noqa: F401
+
+
+def make_client(key: str, settings: LiveSettings, api_version: str | None = None):
+    """A google-genai client for `key`: an API key, or an ephemeral token (with api_version "v1alpha")."""
     from google import genai
     from google.genai import types
 
     http = types.HttpOptions(
         base_url=settings.base_url or None,
+        api_version=api_version,
         async_client_args={
             # Closing must not hold up a conversation's end or shutdown (websockets waits 10 s).
             "close_timeout": 1.0,
@@ -35,7 +45,7 @@ def make_client(key: ApiKey, settings: LiveSettings):
             "max_size": MAX_MESSAGE_BYTES,  # websockets' default, named: failures.py reports it
         },
     )
-    return genai.Client(api_key=key.value, http_options=http)
+    return genai.Client(api_key=key, http_options=http)
 
 
 class PreparedClient:
@@ -55,7 +65,7 @@ class PreparedClient:
 
     def _make(self):
         started = time.monotonic()
-        client = make_client(self._key, self._settings)
+        client = make_client(self._key.value, self._settings)
         log.debug("Live API client ready in %.0f ms (google-genai loaded)", (time.monotonic() - started) * 1000)
         return client
 
@@ -63,6 +73,10 @@ class PreparedClient:
         self.prepare()
         assert self._made is not None
         return await self._made
+
+    async def client(self, token: None) -> tuple[object, None]:
+        """What a session connects with (the same client each time; no token with an API key)."""
+        return await self.get(), None
 
 
 def history_in_client_content(settings: LiveSettings) -> bool:
