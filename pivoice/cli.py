@@ -29,12 +29,22 @@ def _parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_text, description=help_text)
         c.add_argument("--config", type=Path, default=None,
                        help=f"config file (default {config.DEFAULT_PATH}; built-in defaults when it is absent)")
+        if name == "check":
+            c.add_argument("--online", action="store_true", help="also open a Live API session (with "
+                           "live.token_url: with a token from the key service)")
+    t = sub.add_parser("token-service", help="the household's key service: gives speakers tokens instead of the key",
+                       description="Run the key service (what pivoice-tokens.service runs), or add a speaker.")
+    t.add_argument("action", nargs="?", choices=["run", "add-device"], default="run")
+    t.add_argument("name", nargs="?", help="add-device: the speaker's name (letters, digits, '.', '_', '-')")
+    t.add_argument("--config", type=Path, default=None,
+                   help="config file (default /etc/pivoice/tokens.toml; built-in defaults when it is absent)")
     return p
 
 
 def _prepare(args: argparse.Namespace):
-    from .credentials import find_api_key
+    from .credentials import ApiKey, find_api_key
     from .live.models import KNOWN, lookup
+    from .live.tokens import DeviceSecret, find_device_secret
     from .wake.detector import load_engine, resolve_models
 
     settings = config.load(args.config)
@@ -44,9 +54,15 @@ def _prepare(args: argparse.Namespace):
         log.warning("live.model '%s' is not one pivoice knows (it knows %s): its [live] settings are sent as "
                     "written, and the Live API refuses those the model does not take", settings.live.model,
                     ", ".join(KNOWN))
-    key = find_api_key(settings.live.api_key_file)
-    logs.register_secret(key.value)
-    log.info("API key from %s", key.source)
+    key: ApiKey | DeviceSecret
+    if settings.live.token_url:
+        key = find_device_secret(settings.live.device_secret_file)
+        logs.register_secret(key.value)
+        log.info("tokens from the key service %s; device secret from %s", settings.live.token_url, key.source)
+    else:
+        key = find_api_key(settings.live.api_key_file)
+        logs.register_secret(key.value)
+        log.info("API key from %s", key.source)
     models = resolve_models(settings.wake.models)
     if args.command == "check":
         load_engine(models)  # loaded in LiteRT and their shapes checked, as `run` will
@@ -59,13 +75,71 @@ async def _run(settings, key, models) -> None:
     await build(settings, key, models).run()
 
 
+async def _online(settings, key) -> str:
+    """`check --online`: a token from the key service (with live.token_url), then one Live API session opened
+    and closed. What worked, in words; a UserError says what did not."""
+    import time
+
+    from .errors import UnavailableError
+    from .live import tokens
+    from .live.failures import SessionError, classify
+    from .live.setup import connect_config, make_client
+
+    said = ""
+    try:
+        if isinstance(key, tokens.DeviceSecret):
+            token = await asyncio.to_thread(tokens.fetch, settings.live.token_url, key, settings.live.token_ca_file)
+            said = f"the key service gave a token ({token.uses_left} uses); "
+            client = make_client(token.name, settings.live, api_version="v1alpha")
+        else:
+            client = make_client(key.value, settings.live)
+        started = time.monotonic()
+        cm = client.aio.live.connect(model=settings.live.model, config=connect_config(settings.live, settings.vad))
+        try:
+            async with asyncio.timeout(settings.live.connect_timeout_seconds):
+                await cm.__aenter__()
+        except Exception as e:  # noqa: BLE001 - every failure becomes one clear reason
+            raise classify(e, settings.live, token=bool(said)) from None
+        await cm.__aexit__(None, None, None)
+    except SessionError as e:
+        raise UnavailableError(f"online check failed: {said}{e}") from None
+    return (f"OK online: {said}the Live API opened a session with live.model '{settings.live.model}' in "
+            f"{(time.monotonic() - started) * 1000:.0f} ms")
+
+
+def _token_service(args: argparse.Namespace) -> int:
+    from .keyservice import devices, service
+    from .keyservice.settings import DEFAULT_PATH, KeyServiceSettings
+
+    settings = config.load_as(KeyServiceSettings, args.config, DEFAULT_PATH)
+    logs.set_level(settings.log.level)
+    if args.action == "add-device":
+        if not args.name:
+            raise UserError("usage: pivoice token-service add-device NAME")
+        path = Path(settings.service.devices_file)
+        secret = devices.add(path, args.name)
+        print(f"Added '{args.name}' to {path}. Its device secret, shown only now:\n\n    {secret}\n\n"
+              f"On that speaker: put it in /etc/pivoice/device-secret (root, chmod 600), set live.token_url, and "
+              f"restart pivoice. Here: sudo systemctl reload pivoice-tokens")
+        return EX_OK
+    log.info("pivoice %s key service, config: %s", __version__, settings.source)
+    asyncio.run(service.serve(settings))
+    log.info("stopped")
+    return EX_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.setup("info")
     try:
+        if args.command == "token-service":
+            return _token_service(args)
         settings, key, models = _prepare(args)
         if args.command == "check":
-            print(f"OK: config {settings.source}, API key from {key.source}, "
+            what = "device secret" if settings.live.token_url else "API key"
+            if args.online:
+                print(asyncio.run(_online(settings, key)))
+            print(f"OK: config {settings.source}, {what} from {key.source}, "
                   f"wake words {', '.join(settings.wake.models)}")
             return EX_OK
         asyncio.run(_run(settings, key, models))

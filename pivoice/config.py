@@ -11,7 +11,7 @@ import re
 import stat
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -64,6 +64,9 @@ class LiveSettings(_Section):
     thinking_level: Literal["", "minimal", "low", "medium", "high"] = ""
     base_url: str = ""
     api_key_file: str = ""
+    token_url: str = ""
+    token_ca_file: str = ""
+    device_secret_file: str = ""
     connect_timeout_seconds: float = Field(10.0, gt=0.0, le=120.0)
     response_timeout_seconds: float = Field(15.0, gt=0.0, le=300.0)
     compression_trigger_tokens: int = Field(32000, ge=1000)
@@ -85,6 +88,23 @@ class LiveSettings(_Section):
                              "reached over wss:// there), or leave it empty for Google's endpoint")
         return v
 
+    @field_validator("token_url")
+    @classmethod
+    def _a_token_url(cls, v: str) -> str:
+        if not v:
+            return v
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+        except ValueError as e:
+            raise ValueError(f"not a usable URL ({e})") from None
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("not a URL: give the key service's, like https://keys.home.arpa:8443/token")
+        if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError("the device secret would cross the network unencrypted: use https:// (plain "
+                             "http:// only to a key service on this machine)")
+        return v
+
     @field_validator("language")
     @classmethod
     def _a_language(cls, v: str) -> str:
@@ -94,10 +114,14 @@ class LiveSettings(_Section):
         return v
 
     @model_validator(mode="after")
-    def _fits_the_model(self) -> LiveSettings:
+    def _consistent(self) -> LiveSettings:
         wrong = models.unsupported(self.model, self.proactive_audio, self.affective_dialog, self.thinking_level)
         if wrong:
             raise ValueError("; ".join(wrong))
+        if self.token_url and self.api_key_file:
+            raise ValueError("set live.token_url (tokens from a key service) or live.api_key_file, not both")
+        if not self.token_url and (self.device_secret_file or self.token_ca_file):
+            raise ValueError("live.device_secret_file and live.token_ca_file need live.token_url")
         return self
 
     @property
@@ -182,13 +206,13 @@ class Settings(_Section):
         return self
 
 
-def _describe(err: ErrorDetails) -> str:
+def _describe(err: ErrorDetails, example: str) -> str:
     key = ".".join(str(p) for p in err["loc"])
     kind = err["type"]
     if not key:  # a check across keys: its message names them
         return err["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        return f"unknown key '{key}' (a typo? every key is listed in config/pivoice.toml)"
+        return f"unknown key '{key}' (a typo? every key is listed in {example})"
     if kind == "missing":
         return f"'{key}' is missing"
     value = err.get("input")
@@ -201,11 +225,20 @@ def _describe(err: ErrorDetails) -> str:
     return f"'{key}': {msg}{shown}"
 
 
+S = TypeVar("S", bound=BaseModel)
+
+
 def parse(data: dict, source: str) -> Settings:
+    return parse_as(Settings, data, source)
+
+
+def parse_as(schema: type[S], data: dict, source: str) -> S:
+    """`schema` (the speaker's Settings, the key service's) from a file's data; a ConfigError naming the key."""
+    example = getattr(schema, "EXAMPLE", "config/pivoice.toml")
     try:
-        return Settings.model_validate({**data, "source": source})
+        return schema.model_validate({**data, "source": source})
     except ValidationError as e:
-        problems = [_describe(err) for err in e.errors(include_url=False)]
+        problems = [_describe(err, example) for err in e.errors(include_url=False)]
         first = problems[0]
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
         raise ConfigError(f"config error in {source}: {first}{more}. Fix it and start again.") from None
@@ -213,17 +246,22 @@ def parse(data: dict, source: str) -> Settings:
 
 def load(path: Path | None) -> Settings:
     """Settings from `path`; the built-in defaults when `path` is None and the default file is absent."""
+    return load_as(Settings, path, DEFAULT_PATH)
+
+
+def load_as(schema: type[S], path: Path | None, default: Path) -> S:
+    """`schema` from `path`; its defaults when `path` is None and `default` is absent."""
     explicit = path is not None
-    path = path or DEFAULT_PATH
+    path = path or default
     try:
         raw = _read_regular_file(path)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(
-                f"config file {path} does not exist. Copy config/pivoice.toml there, or leave out "
-                f"--config to use {DEFAULT_PATH} (or the built-in defaults when that is absent)."
+                f"config file {path} does not exist. Copy {getattr(schema, 'EXAMPLE', 'config/pivoice.toml')} "
+                f"there, or leave out --config to use {default} (or the built-in defaults when that is absent)."
             ) from None
-        return Settings()
+        return schema()
     except PermissionError:
         raise ConfigError(
             f"cannot read config file {path}: permission denied. Make it readable by the pivoice user."
@@ -237,7 +275,7 @@ def load(path: Path | None) -> Settings:
         raise ConfigError(f"config file {path} is not UTF-8 text.") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}. Fix that line.") from None
-    return parse(data, str(path))
+    return parse_as(schema, data, str(path))
 
 
 def _read_regular_file(path: Path) -> bytes:

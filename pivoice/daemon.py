@@ -19,6 +19,7 @@ from .credentials import CREDENTIAL_NAME, ApiKey, find_api_key
 from .errors import UserError
 from .gpio import Gpio
 from .live.setup import PreparedClient
+from .live.tokens import DeviceSecret, TokenClients, find_device_secret
 from .narration import log_transition
 from .states import Event
 from .systemd import Notifier, status_listener
@@ -34,7 +35,7 @@ class Daemon:
     assistant: Assistant
     gpio: Gpio
     notifier: Notifier
-    key: ApiKey
+    key: ApiKey | DeviceSecret
 
     def reload(self) -> None:
         """SIGHUP / `systemctl reload pivoice`: read the API key again (used from the next conversation).
@@ -43,6 +44,9 @@ class Daemon:
         starts and cannot change while it runs (systemd 252/257), so there a new key needs a restart:
         the log says so instead of pretending the new key was read."""
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        if isinstance(self.key, DeviceSecret):
+            self._reload_secret()
+            return
         try:
             key = find_api_key(self.settings.live.api_key_file)
             logs.register_secret(key.value)
@@ -63,6 +67,24 @@ class Daemon:
         finally:
             self.notifier.send("READY=1")
 
+    def _reload_secret(self) -> None:
+        """With tokens: read the device secret again and ask the key service for a token now (a secret that
+        was refused may have been restored there, or replaced here)."""
+        try:
+            secret = find_device_secret(self.settings.live.device_secret_file)
+            logs.register_secret(secret.value)
+            assert isinstance(self.assistant.client, TokenClients)
+            self.assistant.client.reload(secret)
+            self.key = secret
+            log.info("reloaded: device secret from %s; asking the key service for a token", secret.source,
+                     extra=logs.fields(event="reload"))
+            self.assistant.reloaded()
+        except UserError as e:
+            log.error("reload failed, keeping the previous device secret: %s", e.message,
+                      extra=logs.fields(event="reload"))
+        finally:
+            self.notifier.send("READY=1")
+
     async def run(self, signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
         if signals:
@@ -76,6 +98,8 @@ class Daemon:
             await self.assistant.run()
         finally:
             watchdog.cancel()
+            if isinstance(self.assistant.client, TokenClients):
+                self.assistant.client.close()
             self.gpio.show(self.assistant.state)
             self.gpio.close()
             if signals:
@@ -83,9 +107,12 @@ class Daemon:
                     loop.remove_signal_handler(sig)
 
 
-def build(settings: Settings, key: ApiKey, models: dict[str, Path] | None = None) -> Daemon:
-    """The daemon's parts, wired. `models`: the resolved wake-word models (resolved here when not given)."""
+def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path] | None = None) -> Daemon:
+    """The daemon's parts, wired. `key`: the API key, or with live.token_url the device secret. `models`: the
+    resolved wake-word models (resolved here when not given)."""
     models = models if models is not None else resolve_models(settings.wake.models)
+    client = (TokenClients(settings.live, key) if isinstance(key, DeviceSecret)
+              else PreparedClient(key, settings.live))
     aec = EchoCanceller() if settings.audio.echo_cancellation else None
     playback = Playback(settings.audio.output_device, echo=aec)
     detector = WakeDetector(models, settings.wake.threshold)
@@ -94,7 +121,7 @@ def build(settings: Settings, key: ApiKey, models: dict[str, Path] | None = None
         Capture(settings.audio.input_device, scorer=detector.score, canceller=aec),
         playback,
         detector,
-        client := PreparedClient(key, settings.live),
+        client,
         SelfTriggerGuard(models, settings.wake.threshold, playback.heard_at),
         aec,
     )

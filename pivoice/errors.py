@@ -30,3 +30,9 @@ class DeviceError(UserError):
     """An audio device that exists in the configuration could not be used right now."""
 
     exit_code = EX_UNAVAILABLE
+
+
+class UnavailableError(UserError):
+    """Something the service needs is not there now (a port in use); systemd tries again later."""
+
+    exit_code = EX_UNAVAILABLE

@@ -31,7 +31,7 @@ _MESSAGES: dict[Event, str] = {
     Event.SESSION_ENDED: "conversation ended: {reason}",
     Event.SESSION_FAILED: "conversation failed: {reason}; {then}",
     Event.RETRY: "ready to try the Gemini API again",
-    Event.RELOADED: "API key reloaded: ready",
+    Event.RELOADED: "credentials reloaded: ready",
     Event.MIC_LOST: "{reason}",
     Event.MIC_BACK: "the microphone is back: listening for the wake word",
     Event.STOP: "stopping",
@@ -50,7 +50,7 @@ def log_transition(t: Transition) -> None:
                         else "unmuted: listening for the wake word")
     level = logging.INFO
     if t.event is Event.SESSION_FAILED:
-        level = logging.ERROR if info.get("kind") in ("auth", "model") else logging.WARNING
+        level = logging.ERROR if info.get("kind") in ("auth", "model", "device") else logging.WARNING
     if t.event is Event.MIC_LOST:
         level = logging.ERROR
     if t.old is State.ERROR and t.new is State.ERROR and t.event is not Event.MIC_LOST:

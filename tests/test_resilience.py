@@ -163,7 +163,7 @@ def test_rejected_key_waits_in_error_without_a_loop_until_reload(soundcard, stan
     # The key is fixed and pivoice told to reload: the next wake word works.
     key_file.write_text(good + "\n")
     d.proc.send_signal(signal.SIGHUP)
-    d.wait_for("API key reloaded: ready")
+    d.wait_for("credentials reloaded: ready")
     n = len(standin.sessions)
     soundcard.say(read_wav("hey_jarvis.wav") + silence(0.5))
     d.wait_for("session open in", timeout=10)

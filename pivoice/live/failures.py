@@ -33,7 +33,9 @@ _MODEL_HINTS = ("not found", "not_found", "not supported for bidigeneratecontent
 class SessionError(Exception):
     """The session could not be opened or broke; the message says why and what to do.
 
-    kind: "auth" (the key was rejected: retrying will not help), "model" (live.model is unknown or
+    kind: "auth" (the key was rejected: retrying will not help), "keyservice" (no token from the key
+    service: unreachable or failing), "device" (the key service refused this speaker's device secret),
+    "token" (the Live API refused a token the key service minted), "model" (live.model is unknown or
     cannot do the Live API), "refused" (the service refused the setup or the request: invalid argument,
     not supported, policy), "quota" (rate limit), "server" (1011: the service's trouble), "network"
     (unreachable, DNS, TLS), "timeout" or "closed".
@@ -67,6 +69,9 @@ class SessionError(Exception):
         """What is wrong, in a few words (for STATUS= and a refused wake word)."""
         return {
             "auth": "API key rejected",
+            "keyservice": "cannot get a token from the key service",
+            "device": "the key service refused this speaker (device secret revoked?)",
+            "token": "the Gemini API refused the key service's token",
             "model": f"live.model '{model}' is not available",
             "refused": "the Gemini API refused the session",
             "quota": "quota or rate limit reached",
@@ -76,8 +81,9 @@ class SessionError(Exception):
         }.get(self.kind, "the connection to the Gemini API failed")
 
 
-def classify(e: BaseException, settings: LiveSettings) -> SessionError:
-    """A failure as one line saying what happened and what to do, with whether retrying can help."""
+def classify(e: BaseException, settings: LiveSettings, token: bool = False) -> SessionError:
+    """A failure as one line saying what happened and what to do, with whether retrying can help.
+    `token`: the connection used an ephemeral token (live.token_url), not an API key."""
     from google.genai import errors as genai_errors
     from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -92,7 +98,7 @@ def classify(e: BaseException, settings: LiveSettings) -> SessionError:
                             f"(live.connect_timeout_seconds)", "timeout")
     if isinstance(e, genai_errors.APIError):
         details = (e.details if isinstance(e.details, str) else e.message) or ""
-        return _refusal(e.code, details, settings)
+        return _refusal(e.code, details, settings, token)
     if isinstance(e, InvalidStatus):
         status = e.response.status_code
         if status in (401, 403):
@@ -114,13 +120,16 @@ def classify(e: BaseException, settings: LiveSettings) -> SessionError:
     return SessionError(f"{type(e).__name__}: {e}", "closed")
 
 
-def _refusal(code, details: str, settings: LiveSettings) -> SessionError:
+def _refusal(code, details: str, settings: LiveSettings, token: bool = False) -> SessionError:
     """A close code (or an HTTP status the SDK wrapped) and its reason."""
     low = details.lower()
     said = f"{code}: {details or 'no reason given'}"
-    if any(h in low for h in _QUOTA_HINTS) or code == 429:
+    if (any(h in low for h in _QUOTA_HINTS) and "used too many" not in low) or code == 429:
         return SessionError(f"the Live API's quota or rate limit was reached ({said}); waiting before "
                             f"trying again", "quota", _retry_after(details))
+    if token and (code in (401, 403) or any(h in low for h in (*_KEY_HINTS, "token"))):
+        # Expired, used up, not minted for this model or setup: the token, not this speaker, is refused.
+        return SessionError(f"the Live API refused the token from the key service ({said})", "token")
     if code in (401, 403) or any(h in low for h in _KEY_HINTS):
         return SessionError(f"the Live API rejected the API key ({said})", "auth")
     if any(h in low for h in _MODEL_HINTS):

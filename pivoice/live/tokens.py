@@ -1,0 +1,230 @@
+"""Ephemeral tokens from the household's key service (`live.token_url`), so the speaker holds no API key.
+
+The speaker holds a device secret (a systemd credential or `live.device_secret_file`) and asks the key
+service (`pivoice token-service`, pivoice/keyservice/) for a token: short-lived, limited-use, often locked
+to one model and setup. google-genai connects with a token to the constrained Live method.
+
+When tokens come from (TokenClients):
+- one is fetched right after READY=1 and kept as the *spare*; it is replaced in the background shortly
+  before its window for new sessions closes, so a wake word never waits for the key service;
+- a conversation takes the spare (and a new spare is fetched at once); a resumption (GoAway, a drop) goes on
+  with the conversation's token while that token can cover it (not expired, uses left), else with a fresh
+  one;
+- only when there is no usable spare (the key service was down) is a token fetched while the person waits.
+
+What failed is said in words: the key service unreachable ("keyservice"), this speaker's device secret
+refused, e.g. revoked ("device"), or the Gemini API refusing the token ("token"). The background refresh
+backs off after a failure and logs each new reason once, not each try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import logs
+from ..config import LiveSettings
+from ..credentials import clean_key
+from ..errors import ConfigError
+from .failures import SessionError
+
+log = logging.getLogger("pivoice.live")
+
+CREDENTIAL_NAME = "pivoice-device-secret"
+REFRESH_MARGIN = 60.0  # s: replace the spare this long before its window for new sessions closes
+COVER_MARGIN = 30.0  # s: a token this close to expiring does not start a resumption
+FETCH_TIMEOUT = 10.0  # s: one request to the key service
+BACKOFF_MAX = 300.0  # s: the longest wait between background tries after failures
+
+HOW_TO = (f"Give the speaker its device secret (printed once by `pivoice token-service add-device NAME` on the "
+          f"key service's machine) as the systemd credential '{CREDENTIAL_NAME}' "
+          f"(LoadCredential={CREDENTIAL_NAME}:/etc/pivoice/device-secret) or name the file with "
+          f"live.device_secret_file.")
+
+
+@dataclass(frozen=True)
+class DeviceSecret:
+    value: str = field(repr=False)
+    source: str  # safe to log
+
+
+def find_device_secret(secret_file: str, environ: dict[str, str] | None = None) -> DeviceSecret:
+    env = os.environ if environ is None else environ
+    if secret_file:
+        path, where = Path(secret_file), f"live.device_secret_file {secret_file}"
+    else:
+        cred_dir = env.get("CREDENTIALS_DIRECTORY", "")
+        path, where = Path(cred_dir) / CREDENTIAL_NAME, f"systemd credential {CREDENTIAL_NAME}"
+        if not cred_dir or not path.exists():
+            raise ConfigError(f"live.token_url is set but no device secret was found. {HOW_TO}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where} does not exist. {HOW_TO}") from None
+    except PermissionError:
+        raise ConfigError(f"cannot read {where}: permission denied. Make it readable by the user pivoice "
+                          f"runs as (and by nobody else: chmod 600).") from None
+    except (IsADirectoryError, UnicodeDecodeError):
+        raise ConfigError(f"{where} is not a text file holding the device secret.") from None
+    try:
+        value = clean_key(text, where)
+    except ConfigError as e:
+        raise ConfigError(e.message.replace("API key", "device secret").replace("the key", "the secret")) from None
+    return DeviceSecret(value, where)
+
+
+@dataclass
+class Token:
+    name: str = field(repr=False)  # "auth_tokens/...": a secret
+    expires: float  # time.monotonic() after which it is refused
+    new_sessions_until: float  # ...after which it starts no new session
+    uses_left: int
+    model: str = ""  # the model it is locked to, if any
+
+    def can_start(self, now: float) -> bool:
+        return now < self.new_sessions_until - 5.0 and self.uses_left > 0
+
+    def can_resume(self, now: float) -> bool:
+        return now < self.expires - COVER_MARGIN and self.uses_left > 0
+
+
+def fetch(url: str, secret: DeviceSecret, ca_file: str = "", timeout: float = FETCH_TIMEOUT) -> Token:
+    """One token from the key service (blocking: call it in a thread). Raises SessionError."""
+    ctx = ssl.create_default_context(cafile=ca_file or None) if url.startswith("https:") else None
+    req = urllib.request.Request(url, data=b"{}", method="POST", headers={
+        "Authorization": f"Bearer {secret.value}", "Content-Type": "application/json"})
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
+            body = json.loads(resp.read(65536))
+    except urllib.error.HTTPError as e:
+        raise _refused(url, e) from None
+    except (urllib.error.URLError, OSError) as e:
+        why = getattr(e, "reason", e)
+        if isinstance(why, ssl.SSLCertVerificationError):
+            raise SessionError(f"the key service at {url} has a TLS certificate this speaker does not trust "
+                               f"({why.verify_message}); set live.token_ca_file to its CA", "keyservice") from None
+        raise SessionError(f"cannot reach the key service at {url} ({getattr(why, 'strerror', None) or why})",
+                           "keyservice") from None
+    except ValueError:
+        raise SessionError(f"the key service at {url} did not answer with JSON", "keyservice") from None
+    try:
+        name = str(body["token"])
+        token = Token(name, started + float(body["expires_in"]), started + float(body["new_session_expires_in"]),
+                      int(body["uses"]), str(body.get("model") or ""))
+    except (KeyError, TypeError, ValueError):
+        raise SessionError(f"the key service at {url} answered without a usable token", "keyservice") from None
+    if not name.startswith("auth_tokens/"):
+        raise SessionError(f"the key service at {url} answered without a usable token", "keyservice")
+    logs.register_secret(name)
+    return token
+
+
+def _refused(url: str, e: urllib.error.HTTPError) -> SessionError:
+    try:
+        said = str(json.loads(e.read(4096)).get("error", ""))[:200]
+    except (ValueError, AttributeError, OSError):
+        said = ""
+    said = f": {said}" if said else ""
+    if e.code in (401, 403):
+        return SessionError(f"the key service refused this speaker's device secret (HTTP {e.code}{said}); it was "
+                            f"revoked or is wrong: add the device again on the key service "
+                            f"(pivoice token-service add-device) and install the new secret", "device")
+    if e.code == 429:
+        wait = e.headers.get("Retry-After", "")
+        return SessionError(f"the key service's rate limit for this speaker was reached (HTTP 429{said})", "quota",
+                            float(wait) if wait.isdigit() else None)
+    return SessionError(f"the key service at {url} could not give a token (HTTP {e.code}{said})", "keyservice")
+
+
+class TokenClients:
+    """Live API clients made from tokens: what a LiveSession connects with when live.token_url is set."""
+
+    def __init__(self, settings: LiveSettings, secret: DeviceSecret):
+        self._settings = settings
+        self.secret = secret
+        self._spare: Token | None = None
+        self._fresh = asyncio.Event()  # set when a new spare arrived (or a fetch failed)
+        self._task: asyncio.Task | None = None
+        self._failure: SessionError | None = None  # the last background failure (logged once per reason)
+        self._genai: asyncio.Future | None = None
+        self._wake = asyncio.Event()
+
+    # -- the background keeper ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Start keeping a spare token (after READY=1); google-genai is imported meanwhile in a thread."""
+        if self._genai is None:
+            from .setup import import_genai
+
+            self._genai = asyncio.ensure_future(asyncio.to_thread(import_genai))
+        if self._task is None:
+            self._task = asyncio.create_task(self._keep_spare(), name="tokens")
+
+    def reload(self, secret: DeviceSecret) -> None:
+        """A new device secret (or the key service was fixed): fetch a spare now, not after the backoff."""
+        self.secret = secret
+        self._spare = None
+        self._wake.set()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _keep_spare(self) -> None:
+        failures = 0
+        while True:
+            wait = 0.0
+            spare = self._spare
+            if spare is not None and spare.can_start(time.monotonic() + REFRESH_MARGIN):
+                wait = spare.new_sessions_until - REFRESH_MARGIN - time.monotonic()
+            else:
+                try:
+                    self._spare = await self._fetch()
+                    failures = 0
+                    if self._failure is not None:
+                        log.info("the key service gives tokens again", extra=logs.fields(event="token"))
+                    self._failure = None
+                    continue
+                except SessionError as e:
+                    failures += 1
+                    if self._failure is None or str(e) != str(self._failure):
+                        log.warning("no spare token: %s", e, extra=logs.fields(event="token"))
+                    self._failure = e
+                    wait = min(BACKOFF_MAX, 2.0 ** failures)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(wait, 0.0))
+            except TimeoutError:
+                pass
+
+    async def _fetch(self) -> Token:
+        s = self._settings
+        return await asyncio.to_thread(fetch, s.token_url, self.secret, s.token_ca_file)
+
+    # -- what a session asks for --------------------------------------------------------------------
+    async def client(self, token: Token | None) -> tuple[object, Token]:
+        """A client for the next connection and the token it uses: `token` (the conversation's, for a
+        resumption) while it can cover one, else the spare, else one fetched now."""
+        now = time.monotonic()
+        if token is None or not token.can_resume(now):
+            spare, self._spare = self._spare, None
+            self._wake.set()  # a new spare, at once
+            token = spare if spare is not None and spare.can_start(now) else await self._fetch()
+        token.uses_left -= 1
+        if token.model and token.model.removeprefix("models/") != self._settings.model:
+            log.warning("the key service locks tokens to model '%s', not live.model '%s': the Live API uses '%s'",
+                        token.model, self._settings.model, token.model, extra=logs.fields(event="token"))
+        self.prepare()
+        assert self._genai is not None
+        await self._genai
+        from .setup import make_client
+
+        return make_client(token.name, self._settings, api_version="v1alpha"), token
