@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
+import secrets
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import trustme
 from websockets.asyncio.server import serve
@@ -112,8 +115,30 @@ class Behaviour:
 
 
 @dataclass
+class Minted:
+    """An ephemeral token the stand-in made (`POST /v1alpha/auth_tokens`), as the API keeps it."""
+
+    expires: float  # time.time()
+    new_sessions_until: float
+    uses_left: int
+    locked: dict  # bidiGenerateContentSetup: what the token fixes, whatever the client's setup says
+    connections: int = 0
+
+
+# How the stand-in refuses a token on the constrained Live method. The wording is the stand-in's own: the API
+# documents the checks (minted, expiry, new-session window, uses), not its messages, except "used too many
+# times" (reported by other clients for a resumption with a single-use token).
+TOKEN_UNKNOWN = (1008, "Auth token is invalid: it was not issued by this service.")
+TOKEN_EXPIRED = (1008, "Auth token has expired.")
+TOKEN_NO_NEW_SESSIONS = (1008, "Auth token can no longer start new sessions.")
+TOKEN_USED_UP = (1008, "Auth token has been used too many times.")
+
+
+@dataclass
 class Session:
     headers: dict
+    path: str = ""
+    token: str | None = None  # the ephemeral token it was opened with (the constrained method)
     handle_in: str | None = None  # the resumption handle the client's setup carried
     handles_out: list = field(default_factory=list)
     activity: list = field(default_factory=list)  # ("start"|"end", bytes of audio received before it)
@@ -144,15 +169,27 @@ class LiveStandIn:
         self._conns: dict[int, object] = {}
         self._stop_reply = False
         self.port = 0
+        self.tokens: dict[str, Minted] = {}
+        self.mint_requests: list[dict] = []  # the body of every POST /v1alpha/auth_tokens
+        self._rest: ThreadingHTTPServer | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> LiveStandIn:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("stand-in did not start")
+        self._rest = ThreadingHTTPServer(("127.0.0.1", 0), _rest_handler(self))
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.cert.configure_cert(ctx)
+        self._rest.socket = ctx.wrap_socket(self._rest.socket, server_side=True)
+        threading.Thread(target=self._rest.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        if self._rest is not None:
+            self._rest.shutdown()
+            self._rest.server_close()
+
         async def _close():
             self._server.close()
             await self._server.wait_closed()
@@ -165,6 +202,45 @@ class LiveStandIn:
     @property
     def base_url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        """The REST side (the token endpoint): a base_url for a client that mints tokens."""
+        assert self._rest is not None
+        return f"https://127.0.0.1:{self._rest.server_address[1]}"
+
+    def mint(self, body: dict) -> str:
+        """A new token from the body google-genai's `auth_tokens.create` sends."""
+        def when(key: str, default: float) -> float:
+            v = body.get(key)
+            return datetime.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() if v else default
+
+        now = time.time()
+        name = f"auth_tokens/{secrets.token_hex(16)}"
+        self.tokens[name] = Minted(when("expireTime", now + 1800), when("newSessionExpireTime", now + 60),
+                                   int(body.get("uses", 1)), body.get("bidiGenerateContentSetup") or {})
+        return name
+
+    def _token_refusal(self, sess: Session) -> tuple[int, str] | None:
+        """The close for a connection on the constrained method with sess.token, or None to accept it
+        (then it counts one use, and the token's locked fields replace the client's)."""
+        minted = self.tokens.get(sess.token or "")
+        now = time.time()
+        if minted is None:
+            return TOKEN_UNKNOWN
+        if now >= minted.expires:
+            return TOKEN_EXPIRED
+        if not sess.handle_in and now >= minted.new_sessions_until:
+            return TOKEN_NO_NEW_SESSIONS
+        if minted.uses_left <= 0:
+            return TOKEN_USED_UP
+        minted.uses_left -= 1
+        minted.connections += 1
+        assert sess.setup is not None
+        for key, value in minted.locked.items():  # (one level deep, as the token's field mask goes)
+            mine = sess.setup.get(key)
+            sess.setup[key] = {**mine, **value} if isinstance(mine, dict) and isinstance(value, dict) else value
+        return None
 
     def env(self) -> dict[str, str]:
         """Environment for a pivoice process that should reach this stand-in."""
@@ -213,7 +289,7 @@ class LiveStandIn:
 
     # -- the protocol -----------------------------------------------------------------------------
     async def _handle(self, ws) -> None:
-        sess = Session(headers=dict(ws.request.headers), opened_at=time.monotonic())
+        sess = Session(headers=dict(ws.request.headers), path=ws.request.path, opened_at=time.monotonic())
         self.sessions.append(sess)
         idx = len(self.sessions) - 1
         self._conns[idx] = ws
@@ -228,7 +304,12 @@ class LiveStandIn:
             sess.setup = _get(first, "setup")
             resumption = _get(sess.setup, "session_resumption") or {}
             sess.handle_in = _get(resumption, "handle")
-            if b.valid_key is not None and sess.headers.get("x-goog-api-key") != b.valid_key:
+            if sess.path.endswith(".BidiGenerateContentConstrained"):
+                sess.token = ws.request.headers.get("Authorization", "").removeprefix("Token ")
+                if (refused := self._token_refusal(sess)) is not None:
+                    await ws.close(*refused)
+                    return
+            elif b.valid_key is not None and sess.headers.get("x-goog-api-key") != b.valid_key:
                 await ws.close(1008, "API key not valid. Please pass a valid API key.")
                 return
             if b.refuse_setup is not None:
@@ -359,3 +440,33 @@ class LiveStandIn:
             if sess.family == "3.8":
                 await ws.send(json.dumps({"serverContent": {"waitingForInput": True}}))
             await self._new_handle(ws, sess)
+
+
+def _rest_handler(standin: LiveStandIn):
+    """The REST side: `POST /v1alpha/auth_tokens` (what `client.auth_tokens.create` calls)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            valid = standin.behaviour.valid_key
+            if self.path.split("?")[0] != "/v1alpha/auth_tokens":
+                self._answer(404, {"error": {"code": 404, "message": "Not found.", "status": "NOT_FOUND"}})
+            elif valid is not None and self.headers.get("x-goog-api-key") != valid:
+                self._answer(400, {"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
+                                             "status": "INVALID_ARGUMENT"}})
+            else:
+                standin.mint_requests.append(body)
+                self._answer(200, {"name": standin.mint(body)})
+
+        def _answer(self, status: int, doc: dict) -> None:
+            out = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+    return Handler

@@ -71,3 +71,21 @@ def test_several_problems_are_all_named():
 @pytest.mark.parametrize("url", ["", "https://gw.example", "https://127.0.0.1:8443/v1", "http://[::1]:80"])
 def test_usable_base_urls_pass(url):
     assert config.parse({"live": {"base_url": url}}, "test.toml").live.base_url == url
+
+
+def test_the_key_service_config_is_documented_and_is_the_defaults():
+    from pivoice.keyservice.settings import KeyServiceSettings
+
+    text = (ROOT / "config" / "tokens.toml").read_text()
+    data = tomllib.loads(text)
+    assert config.parse_as(KeyServiceSettings, data, "config/tokens.toml").model_dump() == \
+        KeyServiceSettings().model_dump()
+    for section, model in KeyServiceSettings.model_fields.items():
+        if section == "source":
+            continue
+        for key in model.annotation.model_fields:
+            assert key in data[section], f"{section}.{key} missing from config/tokens.toml"
+            above = text[: re.search(rf"^{key} =", text, re.M).start()].rstrip().splitlines()
+            while above and re.match(r"^\w+ =", above[-1]):
+                above.pop()
+            assert above and above[-1].startswith("#"), f"{section}.{key} has no comment above it"
