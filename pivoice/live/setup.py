@@ -22,11 +22,6 @@ log = logging.getLogger("pivoice.live")
 warnings.filterwarnings("ignore", message=r"The SDK's ephemeral token support is experimental")
 
 
-def import_genai() -> None:
-    """Import google-genai (about half of pivoice's start; done in a thread after READY=1)."""
-    from google import genai  # noqa: F401
-
-
 def make_client(key: str, settings: LiveSettings, api_version: str | None = None):
     """A google-genai client for `key`: an API key, or an ephemeral token (with api_version "v1alpha")."""
     from google import genai

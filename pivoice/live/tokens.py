@@ -39,6 +39,7 @@ from .failures import SessionError
 log = logging.getLogger("pivoice.live")
 
 CREDENTIAL_NAME = "pivoice-device-secret"
+INSTALLED = Path("/etc/pivoice/device-secret")  # where install.sh puts it (what `sudo pivoice check` reads)
 REFRESH_MARGIN = 60.0  # s: replace the spare this long before its window for new sessions closes
 COVER_MARGIN = 30.0  # s: a token this close to expiring does not start a resumption
 FETCH_TIMEOUT = 10.0  # s: one request to the key service
@@ -64,7 +65,9 @@ def find_device_secret(secret_file: str, environ: dict[str, str] | None = None) 
         cred_dir = env.get("CREDENTIALS_DIRECTORY", "")
         path, where = Path(cred_dir) / CREDENTIAL_NAME, f"systemd credential {CREDENTIAL_NAME}"
         if not cred_dir or not path.exists():
-            raise ConfigError(f"live.token_url is set but no device secret was found. {HOW_TO}")
+            if not INSTALLED.exists():  # (outside the service: root running `pivoice check` reads the file)
+                raise ConfigError(f"live.token_url is set but no device secret was found. {HOW_TO}")
+            path, where = INSTALLED, f"file {INSTALLED}"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -88,6 +91,7 @@ class Token:
     new_sessions_until: float  # ...after which it starts no new session
     uses_left: int
     model: str = ""  # the model it is locked to, if any
+    client: object = field(default=None, repr=False, compare=False)  # the genai.Client made with it
 
     def can_start(self, now: float) -> bool:
         return now < self.new_sessions_until - 5.0 and self.uses_left > 0
@@ -151,20 +155,15 @@ class TokenClients:
     def __init__(self, settings: LiveSettings, secret: DeviceSecret):
         self._settings = settings
         self.secret = secret
-        self._spare: Token | None = None
-        self._fresh = asyncio.Event()  # set when a new spare arrived (or a fetch failed)
+        self._spare: Token | None = None  # fetched in advance, its client made
         self._task: asyncio.Task | None = None
         self._failure: SessionError | None = None  # the last background failure (logged once per reason)
-        self._genai: asyncio.Future | None = None
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the keeper: fetch a spare now
+        self._warned_model = False
 
     # -- the background keeper ------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Start keeping a spare token (after READY=1); google-genai is imported meanwhile in a thread."""
-        if self._genai is None:
-            from .setup import import_genai
-
-            self._genai = asyncio.ensure_future(asyncio.to_thread(import_genai))
+        """Start keeping a spare token (after READY=1; google-genai is imported with the first one)."""
         if self._task is None:
             self._task = asyncio.create_task(self._keep_spare(), name="tokens")
 
@@ -206,8 +205,18 @@ class TokenClients:
                 pass
 
     async def _fetch(self) -> Token:
+        """A token with its client made, both in a worker thread (a genai.Client costs tens of ms: made
+        in advance for the spare, it is not on the wake word's path)."""
         s = self._settings
-        return await asyncio.to_thread(fetch, s.token_url, self.secret, s.token_ca_file)
+
+        def fetch_and_make() -> Token:
+            from .setup import make_client
+
+            token = fetch(s.token_url, self.secret, s.token_ca_file)
+            token.client = make_client(token.name, s, api_version="v1alpha")
+            return token
+
+        return await asyncio.to_thread(fetch_and_make)
 
     # -- what a session asks for --------------------------------------------------------------------
     async def client(self, token: Token | None) -> tuple[object, Token]:
@@ -219,12 +228,8 @@ class TokenClients:
             self._wake.set()  # a new spare, at once
             token = spare if spare is not None and spare.can_start(now) else await self._fetch()
         token.uses_left -= 1
-        if token.model and token.model.removeprefix("models/") != self._settings.model:
+        if token.model and token.model.removeprefix("models/") != self._settings.model and not self._warned_model:
+            self._warned_model = True
             log.warning("the key service locks tokens to model '%s', not live.model '%s': the Live API uses '%s'",
                         token.model, self._settings.model, token.model, extra=logs.fields(event="token"))
-        self.prepare()
-        assert self._genai is not None
-        await self._genai
-        from .setup import make_client
-
-        return make_client(token.name, self._settings, api_version="v1alpha"), token
+        return token.client, token
