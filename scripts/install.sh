@@ -3,6 +3,8 @@
 #
 #   sudo bash scripts/install.sh [--api-key-file FILE]   install or upgrade, enable and start
 #        [--input-device PCM] [--output-device PCM]      the sound devices for a new config (else chosen)
+#        [--token-url URL --device-secret-file FILE]     no API key here: tokens from the household's
+#        [--token-ca-file FILE]                          key service (its CA, when not a public one)
 #   sudo bash scripts/install.sh --uninstall [--purge]   remove (--purge also removes /etc/pivoice)
 #   bash scripts/install.sh --dry-run [--cards DIR] ...  print what would be done, change nothing
 #                                                        (--cards: sound cards listed in DIR, not /proc/asound)
@@ -11,7 +13,8 @@
 # Pi with its GPIO backend, lgpio); the system user 'pivoice' in the groups 'audio' and 'gpio';
 # /etc/pivoice/pivoice.toml from config/ with the sound card to use (an existing file is never touched);
 # the API key in /etc/pivoice/api-key (root-owned, mode 0600, handed to the service as a systemd
-# credential); the unit in /etc/systemd/system; enable and start.
+# credential), or with --device-secret-file the device secret in /etc/pivoice/device-secret and a unit
+# drop-in (tokens.conf) that hands over that instead; the unit in /etc/systemd/system; enable and start.
 set -euo pipefail
 
 src="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,11 +27,14 @@ dry=0
 mode=install
 purge=0
 key_file=""
+token_url=""
+secret_file=""
+token_ca=""
 input_device=""
 output_device=""
 asound=/proc/asound
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 # need_value OPTION WHAT VALUE: the option was given a value.
 need_value() {
   [ -n "$3" ] || { echo "install.sh: $1 needs $2" >&2; exit 64; }
@@ -40,6 +46,9 @@ while [ $# -gt 0 ]; do
     --uninstall) mode=uninstall ;;
     --purge) purge=1 ;;
     --api-key-file) need_value "$1" "a file name" "${2:-}"; key_file="$2"; shift ;;
+    --token-url) need_value "$1" "the key service's URL" "${2:-}"; token_url="$2"; shift ;;
+    --device-secret-file) need_value "$1" "a file name" "${2:-}"; secret_file="$2"; shift ;;
+    --token-ca-file) need_value "$1" "a file name" "${2:-}"; token_ca="$2"; shift ;;
     --input-device) need_value "$1" "an ALSA device name (arecord -L lists them)" "${2:-}"; input_device="$2"; shift ;;
     --output-device) need_value "$1" "an ALSA device name (aplay -L lists them)" "${2:-}"; output_device="$2"; shift ;;
     --cards) need_value "$1" "a directory holding 'cards' and 'pcm' as in /proc/asound" "${2:-}"; asound="$2"; shift ;;
@@ -72,6 +81,21 @@ if [ -n "$key_file" ] && [ ! -r "$key_file" ]; then
   say "install.sh: cannot read the API key file '$key_file'" >&2
   exit 66
 fi
+for f in "$secret_file" "$token_ca"; do
+  if [ -n "$f" ] && [ ! -r "$f" ]; then say "install.sh: cannot read '$f'" >&2; exit 66; fi
+done
+if [ -n "$token_url$secret_file" ] && { [ -z "$token_url" ] || [ -z "$secret_file" ]; }; then
+  say "install.sh: --token-url and --device-secret-file go together" >&2
+  exit 64
+fi
+if [ -n "$token_url" ] && [ -n "$key_file" ]; then
+  say "install.sh: give --api-key-file or --token-url with --device-secret-file, not both" >&2
+  exit 64
+fi
+case "$token_url" in
+  ''|https://*|http://127.0.0.1[:/]*|http://localhost[:/]*) ;;
+  *) say "install.sh: --token-url must be https:// (plain http:// only to this machine)" >&2; exit 64 ;;
+esac
 
 uninstall() {
   if systemctl list-unit-files pivoice.service >/dev/null 2>&1; then
@@ -191,6 +215,7 @@ choose() {
 install_config() {
   run install -d -m 0755 "$etc"
   if [ -e "$etc/pivoice.toml" ]; then
+    kept_config=1
     say "config: keeping your $etc/pivoice.toml (the documented default is $src/config/pivoice.toml)"
     if [ -n "$input_device$output_device" ]; then
       say "config: --input-device/--output-device are not applied to an existing config; edit [audio] in it"
@@ -207,23 +232,63 @@ install_config() {
     output=$chosen
   fi
   run install -m 0644 "$src/config/pivoice.toml" "$etc/pivoice.toml"
-  set_key input_device "$input"
-  set_key output_device "$output"
+  set_key audio input_device "$input"
+  set_key audio output_device "$output"
+  if [ -n "$token_url" ]; then
+    set_key live token_url "$token_url"
+    [ -z "$token_ca" ] || set_key live token_ca_file "$etc/token-ca.pem"
+  fi
 }
 
-# set_key KEY VALUE: KEY = "VALUE" in the [audio] section of the new config (VALUE: checked_device).
+# set_key SECTION KEY VALUE: KEY = "VALUE" in the new config, where it is "default" ([audio]) or ""
+# ([live]). (VALUE: a checked device name, the https:// URL checked above, or a path of ours.)
 set_key() {
+  local section=$1
+  shift
   if [ "$dry" = 1 ]; then
-    say "would set audio.$1 = \"$2\" in $etc/pivoice.toml"
+    say "would set $section.$1 = \"$2\" in $etc/pivoice.toml"
   else
-    sed -i "s|^$1 = \"default\"\$|$1 = \"$2\"|" "$etc/pivoice.toml"
-    grep -qxF "$1 = \"$2\"" "$etc/pivoice.toml" || { say "install.sh: could not set audio.$1 in $etc/pivoice.toml" >&2; exit 70; }
+    sed -i -e "s|^$1 = \"default\"\$|$1 = \"$2\"|" -e "s|^$1 = \"\"\$|$1 = \"$2\"|" "$etc/pivoice.toml"
+    grep -qxF "$1 = \"$2\"" "$etc/pivoice.toml" || { say "install.sh: could not set $section.$1 in $etc/pivoice.toml" >&2; exit 70; }
+  fi
+}
+
+# Tokens from the key service: the device secret as the credential pivoice-device-secret, handed over by
+# a drop-in that also drops the unit's gemini-api-key credential (its file need not exist here).
+install_secret() {
+  run install -m 0600 -o root -g root "$secret_file" "$etc/device-secret"
+  [ -z "$token_ca" ] || run install -m 0644 -o root -g root "$token_ca" "$etc/token-ca.pem"
+  run install -d -m 0755 "$unit.d"
+  if [ "$dry" = 1 ]; then
+    say "would write $unit.d/tokens.conf (LoadCredential=pivoice-device-secret:$etc/device-secret)"
+  else
+    printf '%s\n' "# install.sh --device-secret-file: tokens from the household's key service; no API key here." \
+      "[Service]" "LoadCredential=" "LoadCredential=pivoice-device-secret:$etc/device-secret" > "$unit.d/tokens.conf"
+  fi
+  [ ! -e "$etc/api-key" ] || say "API key: this speaker no longer uses $etc/api-key; delete it: sudo shred -u $etc/api-key"
+  # An existing config gets the key service's URL where it has none yet (what the options ask for); one
+  # that names another is left alone, and the service is not restarted with it.
+  if [ "$kept_config" = 1 ]; then
+    if grep -qx 'token_url = ""' "$etc/pivoice.toml"; then
+      set_key live token_url "$token_url"
+      if [ -n "$token_ca" ] && grep -qx 'token_ca_file = ""' "$etc/pivoice.toml"; then
+        set_key live token_ca_file "$etc/token-ca.pem"
+      fi
+      say "config: live.token_url set in your $etc/pivoice.toml"
+    elif ! grep -qxF "token_url = \"$token_url\"" "$etc/pivoice.toml"; then
+      say "config: set token_url = \"$token_url\" in [live] of your $etc/pivoice.toml, then: sudo systemctl restart pivoice"
+      return 1
+    fi
   fi
 }
 
 # Returns 0 when a key is in place afterwards.
 install_key() {
   local key=""
+  if [ -n "$secret_file" ]; then
+    install_secret
+    return
+  fi
   if [ -n "$key_file" ]; then
     run install -m 0600 -o root -g root "$key_file" "$etc/api-key"
     return 0
@@ -261,6 +326,7 @@ fi
 install_packages
 install_user
 install_venv
+kept_config=0
 install_config
 have_key=0
 install_key && have_key=1
@@ -269,5 +335,5 @@ if [ "$have_key" = 1 ]; then
   run systemctl restart pivoice.service
   say "pivoice is installed and running. Check it with: systemctl status pivoice; journalctl -u pivoice -f"
 else
-  say "pivoice is installed but not started (no API key yet). Then check: systemctl status pivoice"
+  say "pivoice is installed but not started (no API key or device secret yet). Then check: systemctl status pivoice"
 fi

@@ -109,3 +109,21 @@ def test_a_bad_device_name_is_refused_in_one_line(tmp_path):
     r = subprocess.run(["bash", str(INSTALL), "--dry-run", "--input-device", 'x" injected = "y'],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 64 and r.stderr.count("\n") == 1 and "not an ALSA device name" in r.stderr
+
+
+def test_a_speaker_for_the_key_service_gets_its_secret_a_drop_in_and_the_url(tmp_path):
+    secret = tmp_path / "kitchen.secret"
+    secret.write_text("not-a-real-secret\n")
+    d = tmp_path / "asound"
+    d.mkdir()
+    r = subprocess.run(["bash", str(INSTALL), "--dry-run", "--cards", str(d), "--token-url",
+                        "https://keys.home.arpa:8443/token", "--device-secret-file", str(secret)],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"would run: install -m 0600 -o root -g root {secret} /etc/pivoice/device-secret" in r.stdout
+    assert "would write /etc/systemd/system/pivoice.service.d/tokens.conf" in r.stdout
+    assert 'would set live.token_url = "https://keys.home.arpa:8443/token" in /etc/pivoice/pivoice.toml' in r.stdout
+    assert "api-key" not in r.stdout.replace("/etc/pivoice/api-key;", "")
+    bad = subprocess.run(["bash", str(INSTALL), "--dry-run", "--token-url", "http://keys.home.arpa/token",
+                          "--device-secret-file", str(secret)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 64 and "must be https://" in bad.stderr
