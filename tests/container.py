@@ -249,10 +249,10 @@ class System:
         self.c.systemctl("restart", "pivoice")
         self.wait_status(IDLE)
 
-    def converse(self, key: str = TEST_KEY) -> tuple[object, SpeakerRecorder]:
+    def converse(self, key: str | None = TEST_KEY) -> tuple[object, SpeakerRecorder]:
         """A person says the wake word and a question; returns the stand-in's session and what the speaker
         played, once the answer has been played and the conversation is over. `key`: the API key pivoice
-        must connect with (never shown: the message says only whether it was the old one)."""
+        must connect with (never shown: the message says only whether it was the old one); None: a token."""
         n = len(self.standin.sessions)
         rec = SpeakerRecorder(self.card, self.base)
         try:
@@ -261,7 +261,10 @@ class System:
             self.standin.wait_for(lambda: len(self.standin.sessions) > n, 40, f"a connection in {self.release}")
             session = self.standin.sessions[n]
             sent = session.headers.get("x-goog-api-key")
-            assert sent == key, "pivoice connected with " + ("the old API key" if sent == TEST_KEY else "another key")
+            if key is not None:
+                assert sent == key, "pivoice connected with " + ("the old API key" if sent == TEST_KEY else "another key")
+            else:
+                assert sent != TEST_KEY and session.token, "pivoice connected with the API key, not a token"
             self.standin.wait_for(lambda: session.replies_started, 40, f"an answer in {self.release}")
             self.wait_status(IDLE, 40)
             time.sleep(0.3)

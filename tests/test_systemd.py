@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import trustme
 from container import (
     ASOUND,
     DROPINS,
@@ -340,6 +341,73 @@ def test_security_exposure_in_the_booted_system_matches_the_offline_figure(syste
     host_figure = float(re.search(r"Overall exposure level for pivoice.service: ([\d.]+)", host).group(1))
     print(f"{s.release}: exposure online {online}, offline {offline}, this machine offline {host_figure}")
     assert online == offline == host_figure <= 2.0
+
+
+# 10. no API key on the speaker: the key service and a speaker installed as the README says (issue 16)
+
+
+def test_a_speaker_installed_with_a_device_secret_gets_tokens_from_the_key_service(system):
+    s, c = system, system.c
+    readme = (ROOT / "README.md").read_text()
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    c.write("/root/cert.pem", cert.cert_chain_pems[0].bytes().decode())
+    c.write("/root/cert-key.pem", cert.private_key_pem.bytes().decode(), 0o600)
+    c.write("/root/ca.pem", ca.cert_pem.bytes().decode())
+    # The key service's own copy of the key, elsewhere: the speaker's /etc/pivoice/api-key goes away below,
+    # as on a speaker that never had one (this one machine stands for two).
+    c.write("/root/service-api-key", TEST_KEY + "\n", 0o600)
+    c.run("bash /root/pivoice/scripts/install-token-service.sh --api-key-file /root/service-api-key "
+          "--tls-cert /root/cert.pem --tls-key /root/cert-key.pem", env={"PIP_CACHE_DIR": PIP_CACHE}, timeout=900)
+    tokens_dropins = "/etc/systemd/system/pivoice-tokens.service.d"
+    c.write(f"{tokens_dropins}/test.conf", f"""[Service]
+Environment=SSL_CERT_FILE={SHARE}/standin-ca.pem
+""")
+    cfg = c.root / "etc/pivoice/tokens.toml"
+    cfg.write_text(cfg.read_text().replace('base_url = ""', f'base_url = "{s.standin.rest_url}"'))
+    c.systemctl("daemon-reload")
+    c.systemctl("restart", "pivoice-tokens")  # Type=notify: returns once it listens
+    assert c.show("ActiveState", "pivoice-tokens") == "active"
+    assert "sudo bash scripts/install-token-service.sh --add-device kitchen" in readme
+    out = c.run("bash /root/pivoice/scripts/install-token-service.sh --add-device kitchen").stdout
+    secret = next(line.strip() for line in out.splitlines() if line.startswith("    "))
+    c.write("/root/kitchen.secret", secret + "\n", 0o600)
+    s.standin.behaviour.valid_key = TEST_KEY  # only the key service can mint
+    c.run("rm /etc/pivoice/api-key")
+    try:
+        c.run("bash /root/pivoice/scripts/install.sh --token-url https://127.0.0.1:8443/token --device-secret-file "
+              "/root/kitchen.secret --token-ca-file /root/ca.pem", env={"PIP_CACHE_DIR": PIP_CACHE}, timeout=900)
+        config = c.read("/etc/pivoice/pivoice.toml").decode()
+        assert 'token_url = "https://127.0.0.1:8443/token"' in config  # set by install.sh in the kept config
+        assert 'token_ca_file = "/etc/pivoice/token-ca.pem"' in config
+        s.wait_status(IDLE)
+        check = c.run("/opt/pivoice/venv/bin/pivoice check --online --config /etc/pivoice/pivoice.toml",
+                      env={"GOOGLE_GEMINI_BASE_URL": s.standin.base_url, "SSL_CERT_FILE": f"{SHARE}/standin-ca.pem"})
+        assert "OK online: the key service gave a token" in check.stdout, check.stdout + check.stderr
+        session, rec = s.converse(key=None)
+        assert session.path.endswith(".BidiGenerateContentConstrained") and session.token
+        assert rec.loud_span() > ANSWER_SECONDS - 1, "no answer with a token"
+        # The speaker's service holds the secret and no key: its credentials, its environment.
+        pid = c.show("MainPID")
+        assert c.run("ls /run/credentials/pivoice.service").stdout.split() == ["pivoice-device-secret"]
+        assert TEST_KEY not in c.run(f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout
+        assert TEST_KEY not in c.journal("-b", "-u", "pivoice", "-u", "pivoice-tokens")
+        # Revoked the README's way: the key service says so.
+        (how,) = [line.strip() for line in readme.splitlines() if "sed -i '/^kitchen /d'" in line]
+        c.run(how.replace("sudo ", ""))
+        c.wait_for("the revocation in the key service's journal",
+                   lambda: "revoked: kitchen" in c.journal("-b", "-u", "pivoice-tokens"), 20)
+    finally:  # back to the API key, as the other tests expect; the key service removed
+        s.standin.behaviour.valid_key = None
+        c.write("/etc/pivoice/api-key", TEST_KEY + "\n", 0o600)
+        s.edit_config('token_url = "https://127.0.0.1:8443/token"', 'token_url = ""')
+        s.edit_config('token_ca_file = "/etc/pivoice/token-ca.pem"', 'token_ca_file = ""')
+        c.run(f"rm -rf /etc/pivoice/device-secret /etc/pivoice/token-ca.pem {DROPINS}/tokens.conf {tokens_dropins}")
+        c.run("bash /root/pivoice/scripts/install-token-service.sh --uninstall")
+        c.run("rm -f /etc/pivoice/tokens.toml /etc/pivoice/devices /etc/pivoice/tokens-cert.pem "
+              "/etc/pivoice/tokens-key.pem")
+        c.systemctl("daemon-reload")
+        s.restart()
 
 
 # 8. upgrade, then uninstall (last: it removes what the others use)

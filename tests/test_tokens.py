@@ -16,7 +16,7 @@ from keyservice import KeyService
 from test_resilience import start_conversation, utterance
 
 from pivoice.config import parse
-from pivoice.live.failures import classify
+from pivoice.live.failures import SessionError, classify
 from pivoice.live.setup import connect_config, make_client
 
 CONFIG = """
@@ -201,3 +201,44 @@ def test_the_stand_in_refuses_tokens_as_the_api_does_and_pivoice_says_which(stan
     assert expected[case] in str(failure)
     assert token not in str(failure)
     assert failure.problem("m") == "the Gemini API refused the key service's token"
+
+
+def test_a_resumption_takes_a_fresh_token_when_the_conversations_cannot_cover_it(keys, standin, home):
+    """uses = 2: a start and one resumption on the first token; the next resumption on a fresh one. And
+    an unreachable key service is named as such."""
+    from pivoice.live.tokens import DeviceSecret, TokenClients
+
+    ks, secrets = keys("[tokens]\nuses = 2\n")
+    settings = parse({"live": {"token_url": ks.url, "token_ca_file": str(ks.ca_file)}}, "test").live
+
+    async def run():
+        clients = TokenClients(settings, DeviceSecret(secrets["kitchen"], "test"))
+        clients.prepare()
+        try:
+            _, first = await clients.client(None)  # no spare yet: fetched now
+            _, again = await clients.client(first)  # a resumption: its second use
+            _, fresh = await clients.client(first)  # no use left: a new token
+            assert again is first and fresh is not first and fresh.uses_left == 1
+            first.expires = time.monotonic() + 10  # about to expire: a resumption does not start on it
+            fresh.expires = time.monotonic() + 10
+            _, later = await clients.client(fresh)
+            assert later is not fresh
+        finally:
+            clients.close()
+        away = parse({"live": {"token_url": "https://127.0.0.1:9/token"}}, "test").live
+        with pytest.raises(SessionError) as e:
+            await TokenClients(away, DeviceSecret("x", "test")).client(None)
+        return e.value
+
+    failure = asyncio.run(run())
+    assert failure.kind == "keyservice" and "cannot reach the key service at https://127.0.0.1:9/token" in str(failure)
+    assert ks.proc.count("token for kitchen") >= 3
+
+
+def test_check_online_gets_a_token_and_opens_a_session(tmp_path, standin, keys, run_daemon):
+    ks, secrets = keys()
+    d = run_daemon(speaker_config(tmp_path, ks, secrets["kitchen"]).replace('"pv_mic"', '"mic_file"'), key=None,
+                   extra_env=standin.env(), args=["check", "--online"])
+    assert d.wait_exit() == 0, d.output
+    assert "OK online: the key service gave a token (20 uses); the Live API opened a session" in d.output
+    assert standin.sessions[-1].path.endswith("Constrained")
