@@ -38,8 +38,8 @@ class TokenSettings(_Section):
     model: str = models.DEFAULT_MODEL  # locked; "" leaves the model to the speaker
     system_instruction: str = ""  # locked when set
     uses: int = Field(20, ge=2, le=1000)  # >1: every resumption of a conversation is a use
-    expire_minutes: float = Field(30.0, gt=1.0, le=1200.0)
-    new_session_minutes: float = Field(5.0, gt=1.0, le=60.0)
+    expire_minutes: float = Field(30.0, ge=1.0, le=1200.0)
+    new_session_minutes: float = Field(5.0, ge=0.1, le=60.0)
 
     @model_validator(mode="after")
     def _windows(self) -> TokenSettings:

@@ -5,12 +5,14 @@ service (`pivoice token-service`, pivoice/keyservice/) for a token: short-lived,
 to one model and setup. google-genai connects with a token to the constrained Live method.
 
 When tokens come from (TokenClients):
-- one is fetched right after READY=1 and kept as the *spare*; it is replaced in the background shortly
-  before its window for new sessions closes, so a wake word never waits for the key service;
-- a conversation takes the spare (and a new spare is fetched at once); a resumption (GoAway, a drop) goes on
-  with the conversation's token while that token can cover it (not expired, uses left), else with a fresh
-  one;
-- only when there is no usable spare (the key service was down) is a token fetched while the person waits.
+- one is fetched right after READY=1 and kept *in hand*: conversations start on it while it may start
+  sessions and has uses to spare, and it is renewed in the background a minute before its window for new
+  sessions closes (or when its uses run low), so a wake word never waits for the key service, and the key
+  service is asked about once per window, not once per conversation;
+- a resumption (GoAway, a drop) goes on with the conversation's token while that token can cover it (not
+  about to expire, a use left), else with the token in hand or a fresh one;
+- only when there is no usable token in hand (the key service was down) is one fetched while the person
+  waits.
 
 What failed is said in words: the key service unreachable ("keyservice"), this speaker's device secret
 refused, e.g. revoked ("device"), or the Gemini API refusing the token ("token"). The background refresh
@@ -40,7 +42,8 @@ log = logging.getLogger("pivoice.live")
 
 CREDENTIAL_NAME = "pivoice-device-secret"
 INSTALLED = Path("/etc/pivoice/device-secret")  # where install.sh puts it (what `sudo pivoice check` reads)
-REFRESH_MARGIN = 60.0  # s: replace the spare this long before its window for new sessions closes
+REFRESH_MARGIN = 60.0  # s: renew the token in hand this long before its window for new sessions closes
+RESERVE_USES = 2  # uses of the token in hand kept for its conversations' resumptions (fewer left: renewed)
 COVER_MARGIN = 30.0  # s: a token this close to expiring does not start a resumption
 FETCH_TIMEOUT = 10.0  # s: one request to the key service
 BACKOFF_MAX = 300.0  # s: the longest wait between background tries after failures
@@ -90,11 +93,18 @@ class Token:
     expires: float  # time.monotonic() after which it is refused
     new_sessions_until: float  # ...after which it starts no new session
     uses_left: int
+    uses: int = 0  # as minted
     model: str = ""  # the model it is locked to, if any
     client: object = field(default=None, repr=False, compare=False)  # the genai.Client made with it
 
     def can_start(self, now: float) -> bool:
-        return now < self.new_sessions_until - 5.0 and self.uses_left > 0
+        """It may start a conversation at `now`, and keep uses for that conversation's resumptions."""
+        reserve = min(RESERVE_USES, max(0, self.uses - 1))
+        return now < self.new_sessions_until - 1.0 and self.uses_left > reserve
+
+    def renew_at(self, window: float) -> float:
+        """When the keeper replaces it: REFRESH_MARGIN (at most a fifth of its window) before it closes."""
+        return self.new_sessions_until - min(REFRESH_MARGIN, window / 5)
 
     def can_resume(self, now: float) -> bool:
         return now < self.expires - COVER_MARGIN and self.uses_left > 0
@@ -123,7 +133,7 @@ def fetch(url: str, secret: DeviceSecret, ca_file: str = "", timeout: float = FE
     try:
         name = str(body["token"])
         token = Token(name, started + float(body["expires_in"]), started + float(body["new_session_expires_in"]),
-                      int(body["uses"]), str(body.get("model") or ""))
+                      int(body["uses"]), int(body["uses"]), str(body.get("model") or ""))
     except (KeyError, TypeError, ValueError):
         raise SessionError(f"the key service at {url} answered without a usable token", "keyservice") from None
     if not name.startswith("auth_tokens/"):
@@ -150,43 +160,48 @@ def _refused(url: str, e: urllib.error.HTTPError) -> SessionError:
 
 
 class TokenClients:
-    """Live API clients made from tokens: what a LiveSession connects with when live.token_url is set."""
+    """Live API clients made from tokens: what a LiveSession connects with when live.token_url is set.
+
+    One token is *in hand*: every conversation starts on it while it may start sessions and has uses to
+    spare, so the key service (and the Gemini API behind it) is asked about once per window, not once per
+    conversation. The keeper renews it before its window closes or its uses run low."""
 
     def __init__(self, settings: LiveSettings, secret: DeviceSecret):
         self._settings = settings
         self.secret = secret
-        self._spare: Token | None = None  # fetched in advance, its client made
+        self._in_hand: Token | None = None  # the token in hand, its client made
+        self._window = 0.0  # its window for new sessions, in seconds (for when to renew it)
         self._task: asyncio.Task | None = None
         self._failure: SessionError | None = None  # the last background failure (logged once per reason)
-        self._wake = asyncio.Event()  # the keeper: fetch a spare now
+        self._wake = asyncio.Event()  # the keeper: renew now
         self._warned_model = False
 
     # -- the background keeper ------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Start keeping a spare token (after READY=1; google-genai is imported with the first one)."""
+        """Start keeping a token in hand (after READY=1; google-genai is imported with the first one)."""
         if self._task is None:
-            self._task = asyncio.create_task(self._keep_spare(), name="tokens")
+            self._task = asyncio.create_task(self._keep_in_hand(), name="tokens")
 
     def reload(self, secret: DeviceSecret) -> None:
-        """A new device secret (or the key service was fixed): fetch a spare now, not after the backoff."""
+        """A new device secret (or the key service was fixed): fetch a token now, not after the backoff."""
         self.secret = secret
-        self._spare = None
+        self._in_hand = None
         self._wake.set()
 
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
 
-    async def _keep_spare(self) -> None:
+    async def _keep_in_hand(self) -> None:
         failures = 0
         while True:
             wait = 0.0
-            spare = self._spare
-            if spare is not None and spare.can_start(time.monotonic() + REFRESH_MARGIN):
-                wait = spare.new_sessions_until - REFRESH_MARGIN - time.monotonic()
+            held, now = self._in_hand, time.monotonic()
+            if held is not None and held.can_start(now) and now < (renew_at := held.renew_at(self._window)):
+                wait = renew_at - now
             else:
                 try:
-                    self._spare = await self._fetch()
+                    await self._fetch()
                     failures = 0
                     if self._failure is not None:
                         log.info("the key service gives tokens again", extra=logs.fields(event="token"))
@@ -195,7 +210,7 @@ class TokenClients:
                 except SessionError as e:
                     failures += 1
                     if self._failure is None or str(e) != str(self._failure):
-                        log.warning("no spare token: %s", e, extra=logs.fields(event="token"))
+                        log.warning("no token in hand: %s", e, extra=logs.fields(event="token"))
                     self._failure = e
                     wait = min(BACKOFF_MAX, 2.0 ** failures)
             self._wake.clear()
@@ -205,8 +220,8 @@ class TokenClients:
                 pass
 
     async def _fetch(self) -> Token:
-        """A token with its client made, both in a worker thread (a genai.Client costs tens of ms: made
-        in advance for the spare, it is not on the wake word's path)."""
+        """A new token in hand, its client made: both in a worker thread (a genai.Client costs tens of ms,
+        made in advance it is not on the wake word's path)."""
         s = self._settings
 
         def fetch_and_make() -> Token:
@@ -216,18 +231,21 @@ class TokenClients:
             token.client = make_client(token.name, s, api_version="v1alpha")
             return token
 
-        return await asyncio.to_thread(fetch_and_make)
+        token = await asyncio.to_thread(fetch_and_make)
+        self._in_hand, self._window = token, token.new_sessions_until - time.monotonic()
+        return token
 
     # -- what a session asks for --------------------------------------------------------------------
     async def client(self, token: Token | None) -> tuple[object, Token]:
         """A client for the next connection and the token it uses: `token` (the conversation's, for a
-        resumption) while it can cover one, else the spare, else one fetched now."""
+        resumption) while it can cover one, else the token in hand, else one fetched now."""
         now = time.monotonic()
         if token is None or not token.can_resume(now):
-            spare, self._spare = self._spare, None
-            self._wake.set()  # a new spare, at once
-            token = spare if spare is not None and spare.can_start(now) else await self._fetch()
+            held = self._in_hand
+            token = held if held is not None and held.can_start(now) else await self._fetch()
         token.uses_left -= 1
+        if token is self._in_hand and not token.can_start(now):
+            self._wake.set()  # its uses run low: renew it now
         if token.model and token.model.removeprefix("models/") != self._settings.model and not self._warned_model:
             self._warned_model = True
             log.warning("the key service locks tokens to model '%s', not live.model '%s': the Live API uses '%s'",
