@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import copy
 import logging
+import math
 import os
 import sys
 import threading
@@ -28,17 +29,22 @@ from typing import Any
 FLOOD_BURST = 5  # identical events logged per window before the rest are only counted
 FLOOD_WINDOW = 10.0  # seconds
 
-_secrets: set[str] = set()
+_secrets: dict[str, float] = {}  # secret -> time.monotonic() after which it is forgotten
 
 
-def register_secret(value: str) -> None:
+def register_secret(value: str, lifetime: float | None = None) -> None:
+    """Redact `value` from every line; for `lifetime` seconds only (an ephemeral token, which expires:
+    a speaker or key service that runs for months must not keep every token it ever held)."""
     if value:
-        _secrets.add(value)
+        _secrets[value] = math.inf if lifetime is None else time.monotonic() + lifetime
 
 
 def redact(text: str) -> str:
-    for s in _secrets:
-        if s in text:
+    now = time.monotonic()
+    for s, until in list(_secrets.items()):
+        if until < now:
+            del _secrets[s]
+        elif s in text:
             text = text.replace(s, "[redacted]")
     return text
 

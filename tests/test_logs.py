@@ -32,6 +32,17 @@ def test_secret_is_redacted_even_inside_a_traceback():
     assert "\n" not in line
 
 
+def test_an_expiring_secret_is_redacted_until_it_is_forgotten():
+    """Ephemeral tokens: redacted while they live, then dropped, so months of tokens do not pile up."""
+    import time
+
+    logs.register_secret("auth_tokens/short-lived", lifetime=0.2)
+    assert logs.redact("token auth_tokens/short-lived") == "token [redacted]"
+    time.sleep(0.3)
+    logs.redact("any line")
+    assert "auth_tokens/short-lived" not in logs._secrets
+
+
 def test_fields_and_journal_priority():
     f = logs.LineFormatter(timestamps=False, priority_prefix=True)
     line = f.format(record("wake", **logs.fields(event="wake", session=2, latency_ms=None)))

@@ -104,7 +104,7 @@ class KeyService:
             log.error("no token for %s: cannot reach the Gemini API (%s)", device, e,
                       extra=logs.fields(event="mint", device=device, result="unreachable"))
             raise _Answer(503, "the key service cannot reach the Gemini API") from None
-        logs.register_secret(str(token.name))
+        logs.register_secret(str(token.name), lifetime=t.expire_minutes * 60 + 60)
         log.info("token for %s (%d uses, %g min, new sessions for %g min)", device, t.uses, t.expire_minutes,
                  t.new_session_minutes, extra=logs.fields(event="mint", device=device, result="ok",
                                                           latency_ms=round((time.monotonic() - started) * 1000)))

@@ -138,7 +138,7 @@ def fetch(url: str, secret: DeviceSecret, ca_file: str = "", timeout: float = FE
         raise SessionError(f"the key service at {url} answered without a usable token", "keyservice") from None
     if not name.startswith("auth_tokens/"):
         raise SessionError(f"the key service at {url} answered without a usable token", "keyservice")
-    logs.register_secret(name)
+    logs.register_secret(name, lifetime=float(body["expires_in"]) + 60)
     return token
 
 
