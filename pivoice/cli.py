@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 def _prepare(args: argparse.Namespace):
     from .credentials import ApiKey, find_api_key
     from .live.models import KNOWN, lookup
-    from .live.tokens import DeviceSecret, find_device_secret
+    from .live.tokens import DeviceSecret, find_device_secret, tls_context
     from .wake.detector import load_engine, resolve_models
 
     settings = config.load(args.config)
@@ -57,6 +57,8 @@ def _prepare(args: argparse.Namespace):
     key: ApiKey | DeviceSecret
     if settings.live.token_url:
         key = find_device_secret(settings.live.device_secret_file)
+        if settings.live.token_url.startswith("https:"):
+            tls_context(settings.live.token_ca_file)  # a CA file that cannot be used: said now, not at a wake word
         logs.register_secret(key.value)
         log.info("tokens from the key service %s; device secret from %s", settings.live.token_url, key.source)
     else:

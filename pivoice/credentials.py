@@ -53,7 +53,7 @@ def _read_key_file(path: Path, what: str) -> str:
 _INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060"))
 
 
-def clean_key(text: str, where: str) -> str:
+def clean_key(text: str, where: str, what: str = "an API key", how_to: str = HOW_TO) -> str:
     """The key in `text`, without what cannot be part of one (surrounding white space, a byte-order mark,
     zero-width characters); a ConfigError naming `where` when what is left cannot be a key.
 
@@ -61,14 +61,14 @@ def clean_key(text: str, where: str) -> str:
     conversation with an error about a header, long after `pivoice check` said the key was there."""
     key = text.translate(_INVISIBLE).strip()
     if not key:
-        raise ConfigError(f"{where} is empty. {HOW_TO}")
+        raise ConfigError(f"{where} is empty. {how_to}")
     if any(c.isspace() for c in key):
-        raise ConfigError(f"{where} holds more than one word; it must hold only the key.")
+        raise ConfigError(f"{where} holds more than one word; it must hold only {what}.")
     for i, c in enumerate(key):
         if not "!" <= c <= "~":
             raise ConfigError(
-                f"{where} holds a character that cannot be part of an API key (U+{ord(c):04X} at position "
-                f"{i + 1}); a key is letters, digits, '-' and '_'. Copy it again from where you got it."
+                f"{where} holds a character that cannot be part of {what} (U+{ord(c):04X} at position "
+                f"{i + 1}); it is letters, digits, '-' and '_'. Copy it again from where you got it."
             )
     return key
 

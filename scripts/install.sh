@@ -96,6 +96,9 @@ case "$token_url" in
   ''|https://*|http://127.0.0.1[:/]*|http://localhost[:/]*) ;;
   *) say "install.sh: --token-url must be https:// (plain http:// only to this machine)" >&2; exit 64 ;;
 esac
+case "$token_url" in
+  *[!A-Za-z0-9._~:/@%+=-]*) say "install.sh: --token-url '$token_url' has a character a key service URL does not need (no query, no quotes)" >&2; exit 64 ;;
+esac
 
 uninstall() {
   if systemctl list-unit-files pivoice.service >/dev/null 2>&1; then
@@ -269,6 +272,10 @@ install_secret() {
   # An existing config gets the key service's URL where it has none yet (what the options ask for); one
   # that names another is left alone, and the service is not restarted with it.
   if [ "$kept_config" = 1 ]; then
+    if grep -q '^api_key_file = "[^"]' "$etc/pivoice.toml"; then
+      say "config: your $etc/pivoice.toml names live.api_key_file: clear it (api_key_file = \"\") and set token_url = \"$token_url\", then: sudo systemctl restart pivoice"
+      return 1
+    fi
     if grep -qx 'token_url = ""' "$etc/pivoice.toml"; then
       set_key live token_url "$token_url"
       if [ -n "$token_ca" ] && grep -qx 'token_ca_file = ""' "$etc/pivoice.toml"; then
@@ -288,6 +295,11 @@ install_key() {
   if [ -n "$secret_file" ]; then
     install_secret
     return
+  fi
+  # Back from tokens to a key: the drop-in would keep the key's credential from the service.
+  if [ -e "$unit.d/tokens.conf" ]; then
+    run rm -f "$unit.d/tokens.conf"
+    say "tokens: removed $unit.d/tokens.conf (the service gets the API key again); clear token_url in [live] of $etc/pivoice.toml"
   fi
   if [ -n "$key_file" ]; then
     run install -m 0600 -o root -g root "$key_file" "$etc/api-key"

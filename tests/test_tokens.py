@@ -223,6 +223,9 @@ def test_a_resumption_takes_a_fresh_token_when_the_conversations_cannot_cover_it
             fresh.expires = time.monotonic() + 10
             _, later = await clients.client(fresh)
             assert later is not fresh
+            clients.discard(later)  # the Live API refused it: the next conversation does not start on it
+            _, after = await clients.client(None)
+            assert after is not later
         finally:
             clients.close()
         away = parse({"live": {"token_url": "https://127.0.0.1:9/token"}}, "test").live
@@ -242,3 +245,72 @@ def test_check_online_gets_a_token_and_opens_a_session(tmp_path, standin, keys, 
     assert d.wait_exit() == 0, d.output
     assert "OK online: the key service gave a token (20 uses); the Live API opened a session" in d.output
     assert standin.sessions[-1].path.endswith("Constrained")
+
+
+def test_a_redirect_is_refused_and_the_secret_goes_nowhere_else(tmp_path):
+    """urllib would follow a redirect with the Authorization header: a proxy that redirects would leak it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from pivoice.live.tokens import DeviceSecret, fetch
+
+    seen: list[str] = []
+
+    class Redirects(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(f"{self.path} {self.headers.get('Authorization')}")
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/elsewhere")
+            self.end_headers()
+
+        do_GET = do_POST
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Redirects)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(SessionError) as e:
+            fetch(f"http://127.0.0.1:{server.server_address[1]}/token", DeviceSecret("s3cret-value", "test"))
+    finally:
+        server.shutdown()
+    assert e.value.kind == "keyservice" and "answered with a redirect (HTTP 302)" in str(e.value)
+    assert seen == ["/token Bearer s3cret-value"]  # not sent on to /elsewhere
+
+
+def test_an_unusable_ca_file_is_a_config_error_at_start(tmp_path, run_daemon):
+    (tmp_path / "not-a-ca.pem").write_text("hello\n")
+    (tmp_path / "secret").write_text("abc\n")
+    d = run_daemon(f'[live]\ntoken_url = "https://keys.example:8443/token"\ntoken_ca_file = "{tmp_path / "not-a-ca.pem"}"\n'
+                   f'device_secret_file = "{tmp_path / "secret"}"\n', key=None, args=["check"])
+    assert d.wait_exit() == 78, d.output
+    assert f"live.token_ca_file {tmp_path / 'not-a-ca.pem'} cannot be used" in d.output
+    assert "Traceback" not in d.output
+
+
+def test_the_key_service_says_when_it_cannot_reach_the_gemini_api(tmp_path, standin, home):
+    from types import SimpleNamespace
+
+    unreachable = SimpleNamespace(rest_url="https://127.0.0.1:9", ca_file=standin.ca_file)
+    ks = KeyService(tmp_path, unreachable, home)
+    secret = ks.add("kitchen")
+    ks.start()
+    try:
+        status, body, _ = ks.request(secret)
+    finally:
+        ks.stop()
+    assert status == 503 and body == {"error": "the key service cannot reach the Gemini API"}
+    assert ks.proc.count("no token for kitchen: cannot reach the Gemini API") == 1, ks.proc.output
+    assert "Traceback" not in ks.proc.output
+
+
+def test_a_token_refused_at_the_handshake_is_the_tokens_fault_not_a_key(standin):
+    from websockets.datastructures import Headers
+    from websockets.exceptions import InvalidStatus
+    from websockets.http11 import Response
+
+    settings = parse({"live": {"base_url": standin.base_url}}, "test").live
+    refused = InvalidStatus(Response(401, "Unauthorized", Headers()))
+    assert classify(refused, settings, token=True).kind == "token"
+    assert classify(refused, settings).kind == "auth"

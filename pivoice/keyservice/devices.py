@@ -8,6 +8,7 @@ pivoice-tokens`. Lines starting with '#' are comments.
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
+SERVICE_GROUP = "pivoice-tokens"  # the group pivoice-tokens.service runs as
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -62,7 +64,11 @@ def add(path: Path, name: str) -> str:
         "# pivoice key service: one line per speaker, NAME sha256:HEX. Delete a line and run\n"
         "# `systemctl reload pivoice-tokens` to revoke that speaker.\n")
     st = path.stat() if path.exists() else None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".devices-")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".devices-")
+    except OSError as e:
+        raise ConfigError(f"cannot write the devices file {path} ({e.strerror or e}): run add-device as root "
+                          f"(sudo), with the directory there") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(old + ("" if old.endswith("\n") or not old else "\n") + f"{name} {digest(secret)}\n")
@@ -72,8 +78,13 @@ def add(path: Path, name: str) -> str:
             os.chmod(tmp, st.st_mode & 0o777)
             if os.geteuid() == 0:
                 os.chown(tmp, st.st_uid, st.st_gid)
-        else:
+        else:  # a new file: readable by the service's group when there is one (install-token-service.sh's)
             os.chmod(tmp, 0o640)
+            if os.geteuid() == 0:
+                try:
+                    os.chown(tmp, 0, grp.getgrnam(SERVICE_GROUP).gr_gid)
+                except KeyError:
+                    pass
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -39,6 +39,7 @@ log = logging.getLogger("pivoice.tokens")
 # google-genai warns on every mint that its token support is experimental: once in the docs is enough.
 warnings.filterwarnings("ignore", message=r"The SDK's token creation implementation is experimental")
 
+MINT_TIMEOUT_MS = 8000  # under the speaker's own 10 s: it hears the key service's 503, not a timeout
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
@@ -70,7 +71,9 @@ class KeyService:
             from google import genai
             from google.genai import types
 
-            http = types.HttpOptions(api_version="v1alpha", base_url=self.settings.service.base_url or None)
+            # A timeout (ms): a stalled Gemini API must not hold a speaker's request (it waits 10 s) forever.
+            http = types.HttpOptions(api_version="v1alpha", base_url=self.settings.service.base_url or None,
+                                     timeout=MINT_TIMEOUT_MS)
             self._client = genai.Client(api_key=self._key.value, http_options=http)
         return self._client
 
@@ -100,8 +103,9 @@ class KeyService:
             log.error("no token for %s: the Gemini API refused (%s)", device, said,
                       extra=logs.fields(event="mint", device=device, result="refused"))
             raise _Answer(502, f"the Gemini API refused to make a token ({said})") from None
-        except (OSError, TimeoutError) as e:
-            log.error("no token for %s: cannot reach the Gemini API (%s)", device, e,
+        except Exception as e:  # noqa: BLE001 - network trouble (httpx's errors are not OSErrors), a timeout
+            why = f"{type(e).__name__}: {str(e)[:160]}" if str(e) else type(e).__name__
+            log.error("no token for %s: cannot reach the Gemini API (%s)", device, why,
                       extra=logs.fields(event="mint", device=device, result="unreachable"))
             raise _Answer(503, "the key service cannot reach the Gemini API") from None
         logs.register_secret(str(token.name), lifetime=t.expire_minutes * 60 + 60)
@@ -159,7 +163,11 @@ class _Answer(Exception):
 
 async def serve(settings: KeyServiceSettings) -> None:
     """Run until SIGTERM/SIGINT; READY=1 once listening."""
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError("the key service needs its extra: pip install 'pivoice[tokens]' (scripts/"
+                          "install-token-service.sh installs it)") from None
 
     key = find_api_key(settings.service.api_key_file)
     logs.register_secret(key.value)
@@ -176,7 +184,7 @@ async def serve(settings: KeyServiceSettings) -> None:
                               f"readable by the service") from None
     config = uvicorn.Config(service, host=s.listen, port=s.port, ssl_certfile=s.tls_cert_file or None,
                             ssl_keyfile=s.tls_key_file or None, lifespan="off", access_log=False,
-                            log_config=None, server_header=False)
+                            log_config=None, server_header=False, timeout_graceful_shutdown=3)
 
     class Server(uvicorn.Server):
         def capture_signals(self):  # signals are the event loop's (below): uvicorn would re-raise them
@@ -202,6 +210,9 @@ async def serve(settings: KeyServiceSettings) -> None:
     task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     while not server.started and not task.done():
         await asyncio.sleep(0.02)
+    if task.done():  # it could not start: its own error is above
+        await task
+        raise UnavailableError(f"the key service could not start on {s.listen}:{s.port}")
     scheme = "https" if s.tls_cert_file else "http"
     log.info("key service ready on %s://%s:%d/token for %d device(s); tokens for model '%s'", scheme, s.listen,
              s.port, len(service.book), settings.tokens.model or "(not locked)", extra=logs.fields(event="ready"))

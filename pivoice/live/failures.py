@@ -101,6 +101,9 @@ def classify(e: BaseException, settings: LiveSettings, token: bool = False) -> S
         return _refusal(e.code, details, settings, token)
     if isinstance(e, InvalidStatus):
         status = e.response.status_code
+        if status in (401, 403) and token:
+            return SessionError(f"{where} refused the connection with HTTP {status}: the token from the key "
+                                f"service was rejected", "token")
         if status in (401, 403):
             return SessionError(f"{where} refused the connection with HTTP {status}: the API key was "
                                 f"rejected", "auth")

@@ -140,6 +140,7 @@ class LiveSession:
                 if failure.kind != "token" or attempt == 2:
                     raise failure from None
                 log.warning("%s: trying once more with a new token", failure, extra=fields(event="token"))
+                self._clients.discard(self._token)
                 self._token = None
                 continue
             return cm, session, (time.monotonic() - started) * 1000

@@ -22,8 +22,10 @@ backs off after a failure and logs each new reason once, not each try.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
+import math
 import os
 import ssl
 import time
@@ -80,11 +82,7 @@ def find_device_secret(secret_file: str, environ: dict[str, str] | None = None) 
                           f"runs as (and by nobody else: chmod 600).") from None
     except (IsADirectoryError, UnicodeDecodeError):
         raise ConfigError(f"{where} is not a text file holding the device secret.") from None
-    try:
-        value = clean_key(text, where)
-    except ConfigError as e:
-        raise ConfigError(e.message.replace("API key", "device secret").replace("the key", "the secret")) from None
-    return DeviceSecret(value, where)
+    return DeviceSecret(clean_key(text, where, what="a device secret", how_to=HOW_TO), where)
 
 
 @dataclass
@@ -110,14 +108,35 @@ class Token:
         return now < self.expires - COVER_MARGIN and self.uses_left > 0
 
 
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """The context that checks the key service's certificate: the system's CAs, or live.token_ca_file's."""
+    try:
+        return ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"live.token_ca_file {ca_file} cannot be used ({getattr(e, 'strerror', None) or e}): "
+                          f"give the PEM file of the CA that signed the key service's certificate") from None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would send the device secret on to wherever it points (urllib copies the header)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise SessionError(f"the key service at {req.full_url} answered with a redirect (HTTP {code}) to "
+                           f"{newurl.split('?')[0]}; set live.token_url to the URL that answers", "keyservice")
+
+
 def fetch(url: str, secret: DeviceSecret, ca_file: str = "", timeout: float = FETCH_TIMEOUT) -> Token:
-    """One token from the key service (blocking: call it in a thread). Raises SessionError."""
-    ctx = ssl.create_default_context(cafile=ca_file or None) if url.startswith("https:") else None
+    """One token from the key service (blocking: call it in a thread). Raises SessionError (a ConfigError
+    for a live.token_ca_file that cannot be read)."""
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
+    if url.startswith("https:"):
+        handlers.append(urllib.request.HTTPSHandler(context=tls_context(ca_file)))
+    opener = urllib.request.build_opener(*handlers)
     req = urllib.request.Request(url, data=b"{}", method="POST", headers={
         "Authorization": f"Bearer {secret.value}", "Content-Type": "application/json"})
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             body = json.loads(resp.read(65536))
     except urllib.error.HTTPError as e:
         raise _refused(url, e) from None
@@ -128,17 +147,20 @@ def fetch(url: str, secret: DeviceSecret, ca_file: str = "", timeout: float = FE
                                f"({why.verify_message}); set live.token_ca_file to its CA", "keyservice") from None
         raise SessionError(f"cannot reach the key service at {url} ({getattr(why, 'strerror', None) or why})",
                            "keyservice") from None
+    except http.client.HTTPException as e:  # not HTTP at all (a wrong port), or cut off mid-answer
+        raise SessionError(f"the key service at {url} did not answer as HTTP ({type(e).__name__}); is "
+                           f"live.token_url right?", "keyservice") from None
     except ValueError:
         raise SessionError(f"the key service at {url} did not answer with JSON", "keyservice") from None
     try:
         name = str(body["token"])
-        token = Token(name, started + float(body["expires_in"]), started + float(body["new_session_expires_in"]),
-                      int(body["uses"]), int(body["uses"]), str(body.get("model") or ""))
-    except (KeyError, TypeError, ValueError):
+        lasts, window, uses = float(body["expires_in"]), float(body["new_session_expires_in"]), int(body["uses"])
+        if not (0 < window <= lasts < math.inf and uses > 0 and name.startswith("auth_tokens/")):
+            raise ValueError("not a usable token")
+        token = Token(name, started + lasts, started + window, uses, uses, str(body.get("model") or ""))
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise SessionError(f"the key service at {url} answered without a usable token", "keyservice") from None
-    if not name.startswith("auth_tokens/"):
-        raise SessionError(f"the key service at {url} answered without a usable token", "keyservice")
-    logs.register_secret(name, lifetime=float(body["expires_in"]) + 60)
+    logs.register_secret(name, lifetime=lasts + 60)
     return token
 
 
@@ -195,6 +217,7 @@ class TokenClients:
     async def _keep_in_hand(self) -> None:
         failures = 0
         while True:
+            self._wake.clear()  # (a reload while fetching below wakes the next wait at once)
             wait = 0.0
             held, now = self._in_hand, time.monotonic()
             if held is not None and held.can_start(now) and now < (renew_at := held.renew_at(self._window)):
@@ -207,13 +230,14 @@ class TokenClients:
                         log.info("the key service gives tokens again", extra=logs.fields(event="token"))
                     self._failure = None
                     continue
-                except SessionError as e:
+                except Exception as e:  # noqa: BLE001 - the keeper must live on: said once, tried again later
                     failures += 1
-                    if self._failure is None or str(e) != str(self._failure):
-                        log.warning("no token in hand: %s", e, extra=logs.fields(event="token"))
-                    self._failure = e
+                    failure = e if isinstance(e, SessionError) else SessionError(
+                        getattr(e, "message", None) or f"{type(e).__name__}: {e}", "keyservice")
+                    if self._failure is None or str(failure) != str(self._failure):
+                        log.warning("no token in hand: %s", failure, extra=logs.fields(event="token"))
+                    self._failure = failure
                     wait = min(BACKOFF_MAX, 2.0 ** failures)
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), max(wait, 0.0))
             except TimeoutError:
@@ -231,9 +255,21 @@ class TokenClients:
             token.client = make_client(token.name, s, api_version="v1alpha")
             return token
 
-        token = await asyncio.to_thread(fetch_and_make)
+        try:
+            token = await asyncio.to_thread(fetch_and_make)
+        except SessionError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a conversation must end with a reason, never hang on a bug
+            raise SessionError(getattr(e, "message", None) or f"{type(e).__name__}: {e}", "keyservice") from None
         self._in_hand, self._window = token, token.new_sessions_until - time.monotonic()
         return token
+
+    def discard(self, token: Token) -> None:
+        """The Live API refused `token`: not to be used again; the keeper fetches another now."""
+        token.uses_left = 0
+        if token is self._in_hand:
+            self._in_hand = None
+            self._wake.set()
 
     # -- what a session asks for --------------------------------------------------------------------
     async def client(self, token: Token | None) -> tuple[object, Token]:
