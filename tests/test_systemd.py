@@ -392,6 +392,10 @@ Environment=SSL_CERT_FILE={SHARE}/standin-ca.pem
         assert c.run("ls /run/credentials/pivoice.service").stdout.split() == ["pivoice-device-secret"]
         assert TEST_KEY not in c.run(f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout
         assert TEST_KEY not in c.journal("-b", "-u", "pivoice", "-u", "pivoice-tokens")
+        # Every mint: one journal entry with the speaker's name, as the README's query finds it.
+        (query,) = [line.strip() for line in readme.splitlines() if "PIVOICE_DEVICE=kitchen" in line]
+        mints = [json.loads(x) for x in c.run(query.split("  #")[0] + " -o json").stdout.splitlines() if x.strip()]
+        assert mints and all(m["PIVOICE_RESULT"] == "ok" and secret not in json.dumps(m) for m in mints), mints
         # Revoked the README's way: the key service says so.
         (how,) = [line.strip() for line in readme.splitlines() if "sed -i '/^kitchen /d'" in line]
         c.run(how.replace("sudo ", ""))
