@@ -112,6 +112,7 @@ class Behaviour:
     faults_once: bool = True  # go_away/drop/stall only on the first connection
     reply_mime: str = "audio/pcm;rate=24000"  # the inlineData mimeType of each reply message
     stray_byte_in_chunk: int | None = None  # this reply message (0-based) gets one byte too many at its end
+    forget_tokens: bool = False  # refuse every token on the constrained method as not issued (a new API key...)
 
 
 @dataclass
@@ -224,7 +225,7 @@ class LiveStandIn:
     def _token_refusal(self, sess: Session) -> tuple[int, str] | None:
         """The close for a connection on the constrained method with sess.token, or None to accept it
         (then it counts one use, and the token's locked fields replace the client's)."""
-        minted = self.tokens.get(sess.token or "")
+        minted = None if self.behaviour.forget_tokens else self.tokens.get(sess.token or "")
         now = time.time()
         if minted is None:
             return TOKEN_UNKNOWN

@@ -167,6 +167,20 @@ def test_the_rate_limit_holds_for_one_device_while_another_gets_tokens(keys, sta
     assert all(s not in ks.proc.output for s in secrets.values())
 
 
+def test_tokens_the_api_refuses_are_retried_once_then_reported(tmp_path, soundcard, standin, keys, run_daemon):
+    ks, secrets = keys()
+    d = run_daemon(speaker_config(tmp_path, ks, secrets["kitchen"]), key=None, extra_env=standin.env())
+    ks.proc.wait_for("token for kitchen")
+    standin.behaviour.forget_tokens = True  # e.g. the key service's API key was replaced: its tokens are void
+    start_conversation(d, soundcard)
+    d.wait_for("refused the token from the key service .*: trying once more with a new token")
+    line = d.wait_for("conversation failed: the Live API refused the token from the key service").string
+    assert "Auth token is invalid" in line and "trying again in" in line, line
+    assert len(standin.sessions) == 2  # the token in hand, then a fresh one: no more
+    assert standin.sessions[0].token != standin.sessions[1].token
+    d.stop()
+
+
 def _mint(standin, uses: int = 5, expires: float = 600, new_sessions: float = 60) -> str:
     now = datetime.datetime.now(tz=datetime.UTC)
     return standin.mint({"uses": uses, "expireTime": (now + datetime.timedelta(seconds=expires)).isoformat(),
