@@ -54,6 +54,20 @@ class WakeSettings(_Section):
 _LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{4})?(-([A-Z]{2}|[0-9]{3}))?")
 
 
+def _http_url(v: str, example: str) -> str:
+    """`v` when it is empty or an http(s) URL with a host (and a port that is a number); else what to give."""
+    if not v:
+        return v
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError as e:
+        raise ValueError(f"not a usable URL ({e})") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"not a URL: {example}")
+    return v
+
+
 class LiveSettings(_Section):
     model: str = Field(models.DEFAULT_MODEL, min_length=1)
     system_instruction: str = DEFAULT_INSTRUCTION
@@ -76,31 +90,14 @@ class LiveSettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _a_url(cls, v: str) -> str:
-        if not v:
-            return v
-        try:
-            parts = urlsplit(v)
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
-        except ValueError as e:
-            raise ValueError(f"not a usable URL ({e})") from None
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("not a URL: give one like https://gateway.example:8443 (the Live API is "
-                             "reached over wss:// there), or leave it empty for Google's endpoint")
-        return v
+        return _http_url(v, "give one like https://gateway.example:8443 (the Live API is reached over wss:// "
+                            "there), or leave it empty for Google's endpoint")
 
     @field_validator("token_url")
     @classmethod
     def _a_token_url(cls, v: str) -> str:
-        if not v:
-            return v
-        try:
-            parts = urlsplit(v)
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
-        except ValueError as e:
-            raise ValueError(f"not a usable URL ({e})") from None
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("not a URL: give the key service's, like https://keys.home.arpa:8443/token")
-        if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        _http_url(v, "give the key service's, like https://keys.home.arpa:8443/token")
+        if v.startswith("http:") and urlsplit(v).hostname not in ("localhost", "127.0.0.1", "::1"):
             raise ValueError("the device secret would cross the network unencrypted: use https:// (plain "
                              "http:// only to a key service on this machine)")
         return v
