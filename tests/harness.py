@@ -343,6 +343,18 @@ class NotifySocket:
     def lines(self, prefix: str = "") -> list[str]:
         return [m for _, m in self.messages if m.startswith(prefix)]
 
+    def wait_last(self, prefix: str, expected: str, timeout: float = 5.0) -> None:
+        """Until the newest message starting with `prefix` is `expected`. (A datagram sent at the moment
+        pivoice logs a change reaches this socket's reading thread a little later than the log line.)"""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.lines(prefix)
+            if got and got[-1] == expected:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"the newest {prefix!r} message is {(self.lines(prefix) or [None])[-1]!r}, not "
+                             f"{expected!r}, after {timeout} s")
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(1)

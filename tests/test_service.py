@@ -158,6 +158,9 @@ def test_reload_rereads_the_key(run_daemon, notify_socket, tmp_path):
     d.proc.send_signal(signal.SIGHUP)
     d.wait_for("reloaded: API key from file")
     assert d.stop()[0] == 0
+    deadline = time.monotonic() + 5  # (the socket's reading thread may be a moment behind the exit)
+    while len(notify_socket.lines("READY=1")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert notify_socket.lines("RELOADING=1") and len(notify_socket.lines("READY=1")) == 3
 
 

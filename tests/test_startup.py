@@ -32,8 +32,9 @@ def test_an_absent_microphone_is_waited_for_not_given_up_on(mic, reason, run_dae
     d.wait_for(r"ERROR pivoice.assistant: " + reason + r".*pivoice keeps trying to open it", timeout=15)
     time.sleep(3)  # a few attempts to open it
     assert d.proc.poll() is None, f"pivoice exited ({d.proc.returncode}):\n{d.output}"
+    notify_socket.wait_last("READY=1", "READY=1")
     assert notify_socket.lines("READY=1") == ["READY=1"]
-    assert notify_socket.lines("STATUS=")[-1] == "STATUS=Error: the microphone is unavailable — see journalctl -u pivoice"
+    notify_socket.wait_last("STATUS=", "STATUS=Error: the microphone is unavailable — see journalctl -u pivoice")
     assert d.count("ERROR") == 1, d.output  # one line, not one per attempt
     assert d.stop()[0] == 0
     assert "Traceback" not in d.output
@@ -56,12 +57,13 @@ def test_a_microphone_that_appears_later_is_listened_to(home, standin, run_daemo
                    extra_env={**standin.env(), "NOTIFY_SOCKET": str(notify_socket.path)})
     d.wait_for(r"ERROR pivoice.assistant: audio.input_device: the ALSA capture device 'pv_mic' goes to a "
                r"PulseAudio/PipeWire sound server that is not running", timeout=15)
+    notify_socket.wait_last("READY=1", "READY=1")
     assert notify_socket.lines("READY=1") == ["READY=1"]
     time.sleep(2)
     card = SoundCard(home).start()
     try:
         d.wait_for("the microphone is back: listening for the wake word", timeout=20)
-        assert notify_socket.lines("STATUS=")[-1] == "STATUS=Listening for 'hey jarvis'"
+        notify_socket.wait_last("STATUS=", "STATUS=Listening for 'hey jarvis'")
         card.say(silence(0.3) + read_wav("hey_jarvis.wav") + silence(0.5))
         standin.wait_for(lambda: len(standin.sessions) == 1, 15, "a session once the microphone is there")
         assert d.stop()[0] == 0
