@@ -18,6 +18,7 @@ Only the standard library is imported at the top: `cpuinfo` and `compare` run on
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +44,7 @@ LEFT_OUT_FILES = {
     "test_harness.py": "starts PulseAudio",
     "test_repo.py": "lint and repository checks: the same on any machine",
     "test_systemd.py": "boots systemd in containers (systemd-nspawn): runs on the x86 host",
+    "test_tokens.py": "the key service and speakers as processes, slow emulated; all pure Python (uvicorn)",
 }
 LEFT_OUT = {
     "test_a_microphone_that_appears_later_is_listened_to": "starts PulseAudio",
@@ -248,6 +250,20 @@ def ratio(x86_path: Path, arm_path: Path) -> None:
     print(", ".join(f"{label.split(' (')[0]} {a[key] / x[key]:.2f}x" for key, label in rows[:3]) + " (arm64 / x86)")
 
 
+def requirements(extras: dict[str, list[str]], name: str, project: str) -> list[str]:
+    """Extra `name`'s requirements, one per line for `pip install -r`, with the project's own extras it
+    names ("pivoice[tokens]") replaced by theirs: pip would look for pivoice itself on PyPI."""
+    out: list[str] = []
+    for req in extras[name]:
+        m = re.fullmatch(rf"{re.escape(project)}\[([\w,\s-]+)\]", req.split("#")[0].strip())
+        if m is None:
+            out.append(req)
+            continue
+        for inner in m.group(1).split(","):
+            out += [r for r in requirements(extras, inner.strip(), project) if r not in out]
+    return out
+
+
 def pytest_collection_modifyitems(config, items):
     """Plugin hook (-p arm64_probe): leave out what the arm64 roots cannot run or need not (above)."""
     keep, drop = [], []
@@ -278,10 +294,11 @@ def main(argv: list[str]) -> int:
         import tomllib
 
         with open(Path(__file__).parent.parent / "pyproject.toml", "rb") as f:
-            extras = tomllib.load(f)["project"].get("optional-dependencies", {})
+            project = tomllib.load(f)["project"]
+        extras = project.get("optional-dependencies", {})
         if args[0] not in extras:
             return 1
-        print("\n".join(extras[args[0]]))
+        print("\n".join(requirements(extras, args[0], project["name"])))
     elif cmd == "footprint":
         footprint(Path(args[0]), int(args[1]) if len(args) > 1 else 3)
     else:
