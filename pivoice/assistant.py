@@ -34,6 +34,7 @@ from .live.session import LiveSession
 from .logs import fields
 from .states import IN_CONVERSATION, INTERRUPTIONS, Event, Listener, State, Transition, next_state
 from .supervise import supervise
+from .tools import Tool
 from .wake.detector import WakeDetector
 from .wake.self_trigger import SelfTriggerGuard
 
@@ -59,6 +60,7 @@ class Assistant:
         self.playback = playback
         self.detector = detector
         self.client = client
+        self.tools: list[Tool] = []  # what the model may call (daemon.build: tools/builtin.py)
         self.self_trigger = self_trigger
         self.aec = aec
         self.state = State.STARTING
@@ -200,7 +202,8 @@ class Assistant:
         self._discard_turn = False
         handle, transcript = self._context.take()
         session = LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
-                              handle=handle, transcript=transcript, number=self.session_id)
+                              handle=handle, transcript=transcript, number=self.session_id, tools=self.tools,
+                              google_search=self.settings.tools.google_search)
         if not self.settings.vad.automatic and (talk or wake):
             # No server VAD: pivoice says when speech starts (and ends: button released, or silence).
             session.activity_start()

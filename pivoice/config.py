@@ -178,6 +178,13 @@ def check_pins(s: GpioSettings) -> str | None:
     return None
 
 
+class ToolSettings(_Section):
+    time: bool = True
+    end_conversation: bool = True
+    mute: bool = True
+    google_search: bool = True
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -189,6 +196,7 @@ class Settings(_Section):
     conversation: ConversationSettings = ConversationSettings()
     vad: VadSettings = VadSettings()
     gpio: GpioSettings = GpioSettings()
+    tools: ToolSettings = ToolSettings()
     log: LogSettings = LogSettings()
     # Where the settings came from, for messages ("built-in defaults" when no file).
     source: str = Field("built-in defaults", exclude=True)

@@ -23,6 +23,7 @@ from .live.tokens import DeviceSecret, TokenClients, find_device_secret
 from .narration import log_transition
 from .states import Event
 from .systemd import Notifier, status_listener
+from .tools.builtin import tools as builtin_tools
 from .wake.detector import WakeDetector, resolve_models
 from .wake.self_trigger import SelfTriggerGuard
 
@@ -125,6 +126,7 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
         SelfTriggerGuard(models, settings.wake.threshold, playback.heard_at),
         aec,
     )
+    assistant.tools = builtin_tools(settings.tools, assistant)
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
     assistant.listeners.append(lambda t: client.prepare() if t.event is Event.READY else None)

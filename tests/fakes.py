@@ -84,6 +84,16 @@ def usage_msg(tokens_in: int, tokens_out: int) -> types.LiveServerMessage:
                                                                       response_token_count=tokens_out))
 
 
+def tool_call_msg(*calls: tuple[str, str, dict]) -> types.LiveServerMessage:
+    """A toolCall: (id, name, args) for each function call."""
+    return types.LiveServerMessage(tool_call=types.LiveServerToolCall(
+        function_calls=[types.FunctionCall(id=i, name=n, args=a) for i, n, a in calls]))
+
+
+def tool_cancel_msg(*ids: str) -> types.LiveServerMessage:
+    return types.LiveServerMessage(tool_call_cancellation=types.LiveServerToolCallCancellation(ids=list(ids)))
+
+
 def dropped(code: int = 1006, reason: str = "Abnormal closure.") -> errors.APIError:
     """What google-genai raises from receive() when the socket closes under it."""
     return errors.APIError(code, reason, None)
@@ -99,6 +109,7 @@ class FakeConnection:
         self.config = config
         self.sent: list[bytes | str] = []  # audio (bytes) and START / END, in the order sent
         self.history: list[tuple[str, str]] = []  # client content turns (role, text), sent before any audio
+        self.tool_responses: list[types.FunctionResponse] = []  # in the order sent
         self.closed = False
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._broken = False  # the socket is gone
@@ -141,6 +152,12 @@ class FakeConnection:
             self.sent.append(END)
         else:
             raise AssertionError("send_realtime_input without anything to send")
+
+    async def send_tool_response(self, *, function_responses: list[types.FunctionResponse]) -> None:
+        await asyncio.sleep(0)
+        if self.closed or self._broken:
+            raise ConnectionClosedError(None, None)
+        self.tool_responses += function_responses
 
     async def send_client_content(self, *, turns: list[types.Content], turn_complete: bool) -> None:
         await asyncio.sleep(0)

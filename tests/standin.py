@@ -112,6 +112,7 @@ class Behaviour:
     faults_once: bool = True  # go_away/drop/stall only on the first connection
     reply_mime: str = "audio/pcm;rate=24000"  # the inlineData mimeType of each reply message
     stray_byte_in_chunk: int | None = None  # this reply message (0-based) gets one byte too many at its end
+    tool_calls: list = field(default_factory=list)  # (id, name, args): one toolCall sent before each reply
     forget_tokens: bool = False  # refuse every token on the constrained method as not issued (a new API key...)
 
 
@@ -153,6 +154,11 @@ class Session:
     history: list = field(default_factory=list)  # initial history: (role, text) from client content
     audio_before_history: bool = False  # realtime input came before the initial history was complete
     usage_sent: list = field(default_factory=list)  # (promptTokenCount, responseTokenCount) of each turn
+
+    @property
+    def tool_responses(self) -> list[dict]:
+        """The functionResponses received, in order."""
+        return [r for m in self.messages for r in (_get(_get(m, "tool_response") or {}, "function_responses") or [])]
 
 
 class LiveStandIn:
@@ -410,6 +416,9 @@ class LiveStandIn:
             await ws.send("this is not JSON {")
             await ws.send(json.dumps({"error": {"code": 500, "message": "something odd"}}))
             await ws.send(json.dumps({"futureThing": {"x": 1}}))
+        if b.tool_calls:  # as the API: a toolCall message of its own, the answer after it
+            await ws.send(json.dumps({"toolCall": {"functionCalls": [
+                {"id": i, "name": n, "args": a} for i, n, a in b.tool_calls]}}))
         starts = list(range(0, len(pcm), b.reply_chunk_bytes))
         for n, i in enumerate(starts):
             if self._stop_reply:

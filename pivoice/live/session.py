@@ -22,15 +22,16 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from enum import Enum
 
 from .. import narration
 from ..audio.convert import AnswerAudio
 from ..audio.format import IN_MIME
 from ..config import LiveSettings
 from ..logs import fields
+from ..tools import Tool, ToolRunner, declarations
 from .events import Connected, Handle, Heard, Interrupted, LiveEvent, ModelAudio, Said, Speaking, TurnComplete
 from .failures import SessionError, classify, unreadable
+from .outgoing import Activity, Outgoing, SendQueue, ToolResponses
 from .record import Transcript, Usage
 from .setup import connect_config, history_in_client_content
 
@@ -43,56 +44,27 @@ MAX_RESUMES = 3  # reconnections in a row without a server message in between, b
 MAX_STARTS_OVER = 3  # new sessions for one conversation (resuming refused or impossible), before giving up
 
 
-class _Activity(Enum):
-    """Activity markers, sent when the server's activity detection is off (push-to-talk, energy end)."""
-
-    START = "start"
-    END = "end"
-
-
-_Outgoing = bytes | _Activity  # what waits to be sent: audio (16 kHz mono s16le) or a marker
-
-
-class _SendQueue:
-    """What waits to be sent, in order. An item whose send failed goes back to the front."""
-
-    def __init__(self) -> None:
-        self._q: deque[_Outgoing] = deque()
-        self._ready = asyncio.Event()
-
-    def put(self, item: _Outgoing) -> None:
-        self._q.append(item)
-        self._ready.set()
-
-    def put_front(self, items: list[_Outgoing]) -> None:
-        self._q.extendleft(reversed(items))
-        if self._q:
-            self._ready.set()
-
-    async def get(self) -> _Outgoing:
-        while not self._q:
-            self._ready.clear()
-            await self._ready.wait()
-        return self._q.popleft()
-
-
 class _SwitchConnection(Exception):
     """GoAway: the current connection is closing; continue on a new one."""
 
 
 class LiveSession:
     def __init__(self, clients, settings: LiveSettings, vad, on_event: Callable[[LiveEvent], None],
-                 handle: str | None = None, transcript: Transcript | None = None, number: int = 0):
+                 handle: str | None = None, transcript: Transcript | None = None, number: int = 0,
+                 tools: list[Tool] | None = None, google_search: bool = False):
         """`clients`: where each connection's client comes from (setup.PreparedClient with an API key,
         tokens.TokenClients with live.token_url): `await clients.client(token)`.
         `handle` and `transcript`: the context of an earlier conversation to continue (resumed with the
-        handle; seeded with the transcript when the handle is refused). `number`: for the log."""
+        handle; seeded with the transcript when the handle is refused). `number`: for the log. `tools`: what the
+        model may call (declared in the setup, run by a ToolRunner); `google_search`: grounding on."""
+        self._declared = (tools or [], google_search)
+        self._tools = ToolRunner(tools or [], self.send_tool_response, number)
         self._clients = clients
         self._token = None  # with live.token_url: the token of the current connection
         self._settings = settings
         self._vad = vad
         self._on_event = on_event
-        self._outgoing = _SendQueue()
+        self._outgoing = SendQueue()
         self.handle = handle  # the newest resumable handle
         self._recent: deque[tuple[float, bytes]] = deque()  # (when sent, pcm), for a resend
         self._activity_open = False  # activity_start sent on this connection, activity_end not yet
@@ -117,18 +89,22 @@ class LiveSession:
 
     def activity_start(self) -> None:
         """The person starts speaking (only when the server's activity detection is off)."""
-        self._outgoing.put(_Activity.START)
+        self._outgoing.put(Activity.START)
 
     def activity_end(self) -> None:
         """The person stopped speaking (only when the server's activity detection is off)."""
-        self._outgoing.put(_Activity.END)
+        self._outgoing.put(Activity.END)
+
+    def send_tool_response(self, responses: list[dict]) -> None:
+        """Results of tool calls (id, name, response, scheduling), in order with the audio."""
+        self._outgoing.put(ToolResponses(tuple(responses)))
 
     async def _connect(self):
         started = time.monotonic()
         for attempt in (1, 2):
             # With live.token_url: the conversation's token while it covers a resumption, else a new one.
             client, self._token = await self._clients.client(self._token)
-            config = connect_config(self._settings, self._vad, self.handle, self._seed)
+            config = connect_config(self._settings, self._vad, self.handle, self._seed, declarations(*self._declared))
             cm = client.aio.live.connect(model=self._settings.model, config=config)
             try:
                 async with asyncio.timeout(self._settings.connect_timeout_seconds):
@@ -152,6 +128,7 @@ class LiveSession:
         try:
             await self._run()
         finally:
+            self._tools.close()
             u = self.usage
             if u.bytes_in or u.tokens_in:
                 log.info("conversation used %d tokens in, %d out; %.1f s of audio sent, %.1f s received",
@@ -202,7 +179,7 @@ class LiveSession:
             self._go_away_at = self._switch_at = None
             if self._activity_open:
                 # The person is still speaking (push-to-talk held): the new connection hears that first.
-                self._outgoing.put_front([_Activity.START])
+                self._outgoing.put_front([Activity.START])
                 self._activity_open = False
             if self._in_turn:
                 # The answer was cut by the switch (a GoAway that ran out, or a drop): the new
@@ -220,7 +197,7 @@ class LiveSession:
 
     def _resend_recent(self) -> None:
         cutoff = time.monotonic() - RESEND_SECONDS
-        again: list[_Outgoing] = [pcm for t, pcm in self._recent if t >= cutoff]
+        again: list[Outgoing] = [pcm for t, pcm in self._recent if t >= cutoff]
         self._outgoing.put_front(again)
         self._recent.clear()
 
@@ -259,13 +236,17 @@ class LiveSession:
             item = await self._outgoing.get()
             self._sending = True
             try:
-                if item is _Activity.START:
+                if item is Activity.START:
                     await session.send_realtime_input(activity_start=types.ActivityStart())
                     self._activity_open = True
                     continue
-                if item is _Activity.END:
+                if item is Activity.END:
                     await session.send_realtime_input(activity_end=types.ActivityEnd())
                     self._activity_open = False
+                    continue
+                if isinstance(item, ToolResponses):
+                    await session.send_tool_response(
+                        function_responses=[types.FunctionResponse(**r) for r in item.responses])
                     continue
                 pcm = item
                 await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=IN_MIME))
@@ -336,6 +317,10 @@ class LiveSession:
             fresh = True
         if msg.usage_metadata is not None:
             self.usage.add_metadata(msg.usage_metadata)
+        if msg.tool_call is not None and msg.tool_call.function_calls:
+            self._tools.call(msg.tool_call.function_calls)  # each in its own task: nothing waits for them
+        if msg.tool_call_cancellation is not None and msg.tool_call_cancellation.ids:
+            self._tools.cancel(msg.tool_call_cancellation.ids)
         va = msg.voice_activity
         if va is not None and va.voice_activity_type is not None and va.voice_activity_type.value == "ACTIVITY_START":
             self._on_event(Speaking())

@@ -81,8 +81,9 @@ def history_in_client_content(settings: LiveSettings) -> bool:
 
 
 def connect_config(settings: LiveSettings, vad: VadSettings, handle: str | None = None,
-                   seed: Transcript | None = None):
-    """The setup of one connection: resuming with `handle`, or a new session seeded with `seed`."""
+                   seed: Transcript | None = None, tools: list | None = None):
+    """The setup of one connection: resuming with `handle`, or a new session seeded with `seed`; `tools`:
+    tools.declarations() of the enabled tools."""
     from google.genai import types
 
     speech = None
@@ -114,6 +115,7 @@ def connect_config(settings: LiveSettings, vad: VadSettings, handle: str | None 
             sliding_window=types.SlidingWindow(), trigger_tokens=settings.compression_trigger_tokens
         ),
         history_config=history,
+        tools=tools or None,
         # Only what the config sets: a model's own default is left to it (3.8 refuses proactive_audio=false).
         proactivity=(types.ProactivityConfig(proactive_audio=settings.proactive_audio)
                      if settings.proactive_audio is not None else None),

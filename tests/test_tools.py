@@ -1,0 +1,226 @@
+"""Tools (issue 15, the machinery): the declarations in the setup, calls run concurrently and answered by
+id, cancellation, failing and hung handlers, the built-in tools. LiveSession in process against the fake
+Live client (tests/fakes.py), and the setup as the real google-genai client writes it to the stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+from fakes import FakeLiveClient, audio_msg, tool_call_msg, tool_cancel_msg, until
+from harness import TEST_KEY
+
+from pivoice.config import parse
+from pivoice.live import session as live
+from pivoice.live.setup import connect_config, make_client
+from pivoice.tools import Tool, declarations
+from pivoice.tools.builtin import _now
+
+SETTINGS = parse({}, "test")
+
+
+def slow(seconds: float, result: dict | None = None):
+    async def handler(args):
+        await asyncio.sleep(seconds)
+        return result or {"slept": seconds, **args}
+    return handler
+
+
+async def fails(args):
+    raise RuntimeError("the lamp is unplugged")
+
+
+TOOLS = [
+    Tool("slow", "Takes a while.", slow(0.5), blocking=False, scheduling="INTERRUPT",
+         parameters={"type": "object", "properties": {"label": {"type": "string", "maxLength": 20}}}),
+    Tool("quick", "Answers at once.", slow(0.0, {"answer": 42})),
+    Tool("fails", "Raises.", fails),
+    Tool("hangs", "Never answers.", slow(3600), timeout=0.3),
+    Tool("needs_n", "Takes a number.", slow(0.0, {"ok": True}),
+         parameters={"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 9}},
+                     "required": ["n"]}),
+]
+
+
+def start(client, events):
+    s = live.LiveSession(client, SETTINGS.live, SETTINGS.vad, events.append, tools=TOOLS)
+    return s, asyncio.create_task(s.run(), name="session under test")
+
+
+def responses(conn) -> dict[str, dict]:
+    return {r.id: {"name": r.name, "response": r.response, "scheduling": r.scheduling and r.scheduling.value}
+            for r in conn.tool_responses}
+
+
+def test_calls_run_at_once_are_answered_by_id_while_audio_goes_on():
+    async def body():
+        client, events = FakeLiveClient(), []
+        s, task = start(client, events)
+        await until(lambda: client.connections, "the connection")
+        conn = client.connections[0]
+        t0 = time.monotonic()
+        conn.push(tool_call_msg(("a", "slow", {"label": "x"}), ("b", "quick", {})))
+        await until(lambda: "b" in responses(conn), "the quick tool's result")
+        assert "a" not in responses(conn)  # the slow one still runs: the quick one did not wait for it
+        # Meanwhile the conversation goes on both ways: the model's audio arrives, the microphone's is sent.
+        conn.push(audio_msg(b"\x01\x00" * 2400))
+        s.send_audio(b"\x02\x00" * 1280)
+        await until(lambda: live.ModelAudio(b"\x01\x00" * 2400) in events and conn.audio, "audio both ways")
+        assert "a" not in responses(conn)
+        await until(lambda: "a" in responses(conn), "the slow tool's result")
+        took = time.monotonic() - t0
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        got = responses(conn)
+        assert got["a"] == {"name": "slow", "response": {"slept": 0.5, "label": "x"}, "scheduling": "INTERRUPT"}
+        assert got["b"] == {"name": "quick", "response": {"answer": 42}, "scheduling": None}  # BLOCKING: none
+        assert took < 1.5
+
+    asyncio.run(body())
+
+
+def test_failing_hung_unknown_and_badly_called_tools_get_error_results_and_the_session_goes_on():
+    async def body():
+        client, events = FakeLiveClient(), []
+        _, task = start(client, events)
+        await until(lambda: client.connections, "the connection")
+        conn = client.connections[0]
+        conn.push(tool_call_msg(("1", "fails", {}), ("2", "hangs", {}), ("3", "lamp_on", {}),
+                                ("4", "needs_n", {"n": 12}), ("5", "needs_n", {}), ("6", "slow", {"label": "y" * 50})))
+        await until(lambda: len(conn.tool_responses) == 6, "six results", timeout=3)
+        got = {k: v["response"]["error"] for k, v in responses(conn).items()}
+        assert got == {"1": "fails failed: RuntimeError: the lamp is unplugged",
+                       "2": "hangs did not finish within 0.3 s",
+                       "3": "there is no tool named 'lamp_on'",
+                       "4": "bad arguments: 'n' must be at most 9",
+                       "5": "bad arguments: 'n' is missing",
+                       "6": "bad arguments: 'label' is longer than 20 characters"}
+        conn.push(tool_call_msg(("7", "quick", {})))  # and the conversation goes on
+        await until(lambda: "7" in responses(conn), "a result after the errors")
+        assert not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(body())
+
+
+def test_a_cancelled_call_stops_its_handler_and_gets_no_result():
+    stopped = []
+
+    async def long(args):
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopped.append(True)
+            raise
+
+    async def body():
+        client, events = FakeLiveClient(), []
+        s = live.LiveSession(client, SETTINGS.live, SETTINGS.vad, events.append,
+                             tools=[Tool("long", "Long.", long, timeout=60, blocking=False), *TOOLS])
+        task = asyncio.create_task(s.run())
+        await until(lambda: client.connections, "the connection")
+        conn = client.connections[0]
+        conn.push(tool_call_msg(("x", "long", {}), ("y", "quick", {})))
+        await until(lambda: "y" in responses(conn), "the quick result")
+        conn.push(tool_cancel_msg("x"))
+        await until(lambda: stopped, "the handler to be cancelled")
+        await asyncio.sleep(0.1)
+        assert "x" not in responses(conn)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(body())
+
+
+def test_the_setup_declares_exactly_the_enabled_tools(standin):
+    """As google-genai writes it to the stand-in: the function declarations with their behaviour, and
+    Google Search when it is on; nothing when no tool is."""
+    settings = parse({"live": {"base_url": standin.base_url}}, "test")
+
+    async def connect(tools, search):
+        client = make_client(TEST_KEY, settings.live)
+        cfg = connect_config(settings.live, settings.vad, tools=declarations(tools, search))
+        async with client.aio.live.connect(model=settings.live.model, config=cfg):
+            pass
+
+    os.environ["SSL_CERT_FILE"] = str(standin.ca_file)
+    try:
+        asyncio.run(connect(TOOLS[:2], True))
+        asyncio.run(connect([], False))
+    finally:
+        del os.environ["SSL_CERT_FILE"]
+    first, second = (s.setup for s in standin.sessions)
+    (decl,) = [t["functionDeclarations"] for t in first["tools"] if "functionDeclarations" in t]
+    assert [(d["name"], d.get("behavior")) for d in decl] == [("slow", "NON_BLOCKING"), ("quick", "BLOCKING")]
+    schema = decl[0].get("parametersJsonSchema") or decl[0]["parameters_json_schema"]  # (google-genai 3.6
+    assert schema["properties"]["label"]["type"] == "string"                           # writes the latter)
+    assert {"googleSearch": {}} in first["tools"] and len(first["tools"]) == 2
+    assert "tools" not in json.dumps(second)
+
+
+def test_the_date_and_time_tool_says_where_the_speaker_is():
+    got = asyncio.run(_now({}))
+    now = time.localtime()
+    assert got["date"] == time.strftime("%Y-%m-%d", now) and got["weekday"] == time.strftime("%A", now)
+    assert set(got) == {"date", "time", "weekday", "time_zone", "utc_offset"}
+
+
+def test_end_conversation_and_mute_act_once_the_goodbye_has_played():
+    """The model says goodbye and calls end_conversation (or mute_microphone): the answer plays to its end,
+    then the conversation is over (or the microphone off), without waiting for the follow-up window."""
+    from fakes import turn_complete_msg
+    from test_assistant_fast import Running
+
+    from pivoice.states import Event, State
+    from pivoice.tools.builtin import tools as builtin_tools
+
+    goodbye = b"\x07\x08" * 4800
+
+    async def converse(tool: str) -> Running:
+        async with Running({"conversation": {"follow_up_seconds": 60}}) as r:
+            r.assistant.tools = builtin_tools(r.settings.tools, r.assistant)
+            r.capture.say(wake="hey_jarvis")
+            await r.reach(State.LISTENING)
+            conn = r.client.connections[0]
+            conn.push(tool_call_msg(("t1", tool, {})), audio_msg(goodbye), turn_complete_msg(generated=True))
+            await until(lambda: "t1" in responses(conn), "the tool's result")
+            assert responses(conn)["t1"]["response"]["ok"] is True
+            await r.reach(State.RESPONDING)
+            await asyncio.sleep(0.3)
+            assert r.state is State.RESPONDING  # the goodbye is still playing: nothing ends it
+            r.playback.idle = True  # (the fake speaker has played it)
+            await until(lambda: r.state is not State.LISTENING and r.state is not State.RESPONDING,
+                        "the conversation to end", timeout=10)
+            assert r.playback.played == [goodbye]  # the goodbye played whole first
+            return r
+
+    r = asyncio.run(converse("end_conversation"))
+    assert r.events[-2:] == [Event.SESSION_ENDED, Event.STOP] and r.transitions[-2].info["reason"] == \
+        "the model ended the conversation"
+    r = asyncio.run(converse("mute_microphone"))
+    assert Event.MUTE_TOGGLE in r.events and State.MUTED in [t.new for t in r.transitions]
+
+
+def test_a_conversation_with_tool_calls_end_to_end(soundcard, standin, run_daemon):
+    """pivoice as a process, the real google-genai client, the stand-in sending a toolCall before its answer
+    as the API does: the date is answered by id, every call is one journal line, and end_conversation ends
+    the conversation once the goodbye has played."""
+    from harness import read_wav
+    from test_resilience import config, start_conversation
+
+    b = standin.behaviour
+    b.reply_pcm = read_wav("reply_24k.wav")[:48000]
+    b.tool_calls = [("call-1", "get_date_and_time", {}), ("call-2", "end_conversation", {})]
+    d = run_daemon(config(follow_up=30.0), extra_env=standin.env())
+    start_conversation(d, soundcard)
+    d.wait_for("conversation ended: the model ended the conversation", timeout=30)
+    got = {r["id"]: r for r in standin.sessions[0].tool_responses}
+    assert set(got) == {"call-1", "call-2"}
+    assert got["call-1"]["name"] == "get_date_and_time" and got["call-1"]["response"]["date"] == time.strftime("%Y-%m-%d")
+    assert d.count(r"tool get_date_and_time\(\{\}\): ok in \d+ ms .*event=tool") == 1
+    assert d.count(r"tool end_conversation\(\{\}\): ok") == 1
+    assert d.output.index("answer played") < d.output.index("the model ended the conversation")
+    d.stop()
