@@ -160,8 +160,9 @@ class GpioSettings(_Section):
 HEADER_PINS = range(0, 28)  # BCM GPIO 0-27 on the 40-pin header
 
 
-def check_pins(s: GpioSettings) -> str | None:
-    """A config problem with the pins, said as a message naming the key; None when they are fine."""
+def check_pins(s: GpioSettings, more: list[tuple[str, int]] | None = None) -> str | None:
+    """A config problem with the pins (`more`: (key, pin) of the outputs), said as a message naming the key;
+    None when they are fine."""
     used: dict[int, str] = {}
     wanted = {"led": 1, "pwm": 1, "rgb": 3, "none": 0}[s.led]
     if len(s.led_pins) != wanted:
@@ -169,6 +170,7 @@ def check_pins(s: GpioSettings) -> str | None:
                 + (" (red, green, blue)" if s.led == "rgb" else ""))
     pins = [(f"gpio.led_pins[{i}]", p) for i, p in enumerate(s.led_pins)]
     pins += [(k, p) for k, p in (("gpio.button_pin", s.button_pin), ("gpio.mute_pin", s.mute_pin)) if p is not None]
+    pins += more or []
     for key, pin in pins:
         if pin not in HEADER_PINS:
             return f"{key}: {pin} is not a GPIO pin; use a BCM number from 0 to 27 (see pinout.xyz)"
@@ -178,11 +180,36 @@ def check_pins(s: GpioSettings) -> str | None:
     return None
 
 
+class OutputSettings(_Section):
+    """A GPIO output the model may switch: a relay, a lamp, a fan."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    pin: int
+    description: str = Field(min_length=1, max_length=200)
+    active_high: bool = True
+    remember: bool = False  # its state survives a restart
+
+
 class ToolSettings(_Section):
     time: bool = True
     end_conversation: bool = True
     mute: bool = True
     google_search: bool = True
+    outputs: list[OutputSettings] = Field(default_factory=list)
+
+    @field_validator("outputs")
+    @classmethod
+    def _names(cls, v: list[OutputSettings]) -> list[OutputSettings]:
+        names = [o.name for o in v]
+        for n in names:
+            if names.count(n) > 1:
+                raise ValueError(f"two outputs are named '{n}'")
+            if n in BUILTIN_TOOLS:
+                raise ValueError(f"'{n}' is a built-in tool's name: call the output something else")
+        return v
+
+
+BUILTIN_TOOLS = ("get_date_and_time", "end_conversation", "mute_microphone")
 
 
 class LogSettings(_Section):
@@ -205,7 +232,7 @@ class Settings(_Section):
     def _pins(self) -> Settings:
         # Pins are checked here, not only when GPIO opens: `pivoice check` must catch them, and a
         # wrong pin is a configuration error whatever the machine.
-        problem = check_pins(self.gpio)
+        problem = check_pins(self.gpio, [(f"tools.outputs[{i}].pin", o.pin) for i, o in enumerate(self.tools.outputs)])
         if problem:
             raise ValueError(problem)
         return self

@@ -21,9 +21,11 @@ from .gpio import Gpio
 from .live.setup import PreparedClient
 from .live.tokens import DeviceSecret, TokenClients, find_device_secret
 from .narration import log_transition
+from .statedir import state_dir
 from .states import Event
 from .systemd import Notifier, status_listener
 from .tools.builtin import tools as builtin_tools
+from .tools.outputs import Outputs
 from .wake.detector import WakeDetector, resolve_models
 from .wake.self_trigger import SelfTriggerGuard
 
@@ -37,6 +39,7 @@ class Daemon:
     gpio: Gpio
     notifier: Notifier
     key: ApiKey | DeviceSecret
+    outputs: Outputs
 
     def reload(self) -> None:
         """SIGHUP / `systemctl reload pivoice`: read the API key again (used from the next conversation).
@@ -93,6 +96,7 @@ class Daemon:
                 loop.add_signal_handler(sig, self.assistant.stop)
             loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.gpio.open()
+        self.outputs.open()
         self.gpio.show(self.assistant.state)
         watchdog = asyncio.create_task(self.notifier.watchdog(), name="watchdog")
         try:
@@ -103,6 +107,7 @@ class Daemon:
                 self.assistant.client.close()
             self.gpio.show(self.assistant.state)
             self.gpio.close()
+            self.outputs.close()
             if signals:
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
@@ -126,11 +131,12 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
         SelfTriggerGuard(models, settings.wake.threshold, playback.heard_at),
         aec,
     )
-    assistant.tools = builtin_tools(settings.tools, assistant)
+    outputs = Outputs(settings.tools.outputs, state_dir() / "outputs.json")
+    assistant.tools = builtin_tools(settings.tools, assistant) + outputs.tools()
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
     assistant.listeners.append(lambda t: client.prepare() if t.event is Event.READY else None)
     assistant.listeners.append(log_transition)
     assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
     assistant.listeners.append(gpio.on_transition)
-    return Daemon(settings, assistant, gpio, notifier, key)
+    return Daemon(settings, assistant, gpio, notifier, key, outputs)

@@ -224,3 +224,67 @@ def test_a_conversation_with_tool_calls_end_to_end(soundcard, standin, run_daemo
     assert d.count(r"tool end_conversation\(\{\}\): ok") == 1
     assert d.output.index("answer played") < d.output.index("the model ended the conversation")
     d.stop()
+
+
+def test_a_gpio_output_tool_switches_only_its_declared_pin(mock_pins, tmp_path):
+    """Declared outputs become tools: switching one drives its mock pin (active low too); an undeclared
+    name or a bad argument is an error result and touches nothing; `remember` brings the state back."""
+    from pivoice.config import BUILTIN_TOOLS
+    from pivoice.tools.builtin import tools as builtin_tools
+    from pivoice.tools.outputs import Outputs
+
+    settings = parse({"tools": {"outputs": [
+        {"name": "desk_lamp", "pin": 23, "description": "the lamp on the desk", "remember": True},
+        {"name": "fan", "pin": 24, "description": "the fan", "active_high": False}]}}, "test")
+    state = tmp_path / "outputs.json"
+
+    async def body(outputs: Outputs, calls):
+        sent: list = []
+        from pivoice.tools import ToolRunner
+
+        runner = ToolRunner(outputs.tools(), sent.extend)
+        for c in calls:
+            runner.call([c])
+        await until(lambda: len(sent) == len(calls), "the results")
+        return {r["id"]: r["response"] for r in sent}
+
+    from google.genai import types
+
+    def call(i, name, args):
+        return types.FunctionCall(id=i, name=name, args=args)
+
+    outputs = Outputs(settings.tools.outputs, state)
+    outputs.open()
+    lamp, fan = mock_pins.pin(23), mock_pins.pin(24)
+    assert (lamp.state, fan.state) == (0, 1)  # off: the fan's relay is active low
+    got = asyncio.run(body(outputs, [call("1", "desk_lamp", {"action": "on"}), call("2", "fan", {"action": "toggle"}),
+                                     call("3", "garage_door", {"action": "on"}),
+                                     call("4", "fan", {"action": "explode"}), call("5", "desk_lamp", {})]))
+    assert got["1"] == {"output": "desk_lamp", "on": True} and got["2"] == {"output": "fan", "on": True}
+    assert (lamp.state, fan.state) == (1, 0)
+    assert got["3"] == {"error": "there is no tool named 'garage_door'"}
+    assert got["4"] == {"error": "bad arguments: 'action' must be one of on, off, toggle, status"}
+    assert got["5"] == {"error": "bad arguments: 'action' is missing"}
+    assert [p for p in range(28) if p not in (23, 24) and mock_pins.pins.get(p) is not None] == []  # nothing else
+    outputs.close()
+    # After a restart: the lamp (remember = true) is on again, the fan (not remembered) is off.
+    mock_pins.reset()
+    again = Outputs(settings.tools.outputs, state)
+    again.open()
+    assert (mock_pins.pin(23).state, mock_pins.pin(24).state) == (1, 1)
+    assert asyncio.run(body(again, [call("6", "desk_lamp", {"action": "status"})]))["6"]["on"] is True
+    again.close()
+    assert [t.name for t in builtin_tools(settings.tools, None)] == list(BUILTIN_TOOLS)
+
+
+def test_outputs_are_checked_in_the_config():
+    import pytest
+
+    from pivoice.errors import ConfigError
+
+    for outputs, said in (([{"name": "Lamp!", "pin": 5, "description": "x"}], "tools.outputs.0.name"),
+                          ([{"name": "lamp", "pin": 17, "description": "x"}], "tools.outputs[0].pin: GPIO17 is already"),
+                          ([{"name": "lamp", "pin": 40, "description": "x"}], "is not a GPIO pin"),
+                          ([{"name": "end_conversation", "pin": 5, "description": "x"}], "a built-in tool's name")):
+        with pytest.raises(ConfigError, match=said.replace("[", r"\[").replace("]", r"\]")):
+            parse({"gpio": {"button_pin": 17}, "tools": {"outputs": outputs}}, "test")
