@@ -5,7 +5,7 @@
 #        [--input-device PCM] [--output-device PCM]      the sound devices for a new config (else chosen)
 #        [--token-url URL --device-secret-file FILE]     no API key here: tokens from the household's
 #        [--token-ca-file FILE]                          key service (its CA, when not a public one)
-#   sudo bash scripts/install.sh --uninstall [--purge]   remove (--purge also removes /etc/pivoice)
+#   sudo bash scripts/install.sh --uninstall [--purge]   remove (--purge also removes /etc/pivoice, /var/lib/pivoice)
 #   bash scripts/install.sh --dry-run [--cards DIR] ...  print what would be done, change nothing
 #                                                        (--cards: sound cards listed in DIR, not /proc/asound)
 #
@@ -112,8 +112,8 @@ uninstall() {
     run userdel "$user"
   fi
   if [ "$purge" = 1 ]; then
-    run rm -rf "$etc" "$unit.d"
-    say "pivoice removed, with its configuration, API key and unit drop-ins ($unit.d)."
+    run rm -rf "$etc" "$unit.d" /var/lib/pivoice
+    say "pivoice removed, with its configuration, API key, unit drop-ins ($unit.d) and state (/var/lib/pivoice)."
   else
     say "pivoice removed. Your configuration and API key stay in $etc (--purge removes them)."
   fi
