@@ -190,23 +190,65 @@ class OutputSettings(_Section):
     remember: bool = False  # its state survives a restart
 
 
+class CommandParameter(_Section):
+    """One parameter of a command tool, as the model is told it (a JSON-schema property)."""
+
+    type: Literal["string", "integer", "number", "boolean"]
+    description: str = ""
+    enum: list[str] = Field(default_factory=list)  # (strings) only these values
+    max_length: int = Field(200, ge=1, le=10_000_000)  # (strings)
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+class CommandSettings(_Section):
+    """A tool that runs one fixed program; the model fills only the declared, checked parameters."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    description: str = Field(min_length=1, max_length=500)
+    argv: list[str] = Field(min_length=1)
+    parameters: dict[str, CommandParameter] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(10.0, gt=0.0, le=300.0)
+    max_output_bytes: int = Field(4000, ge=1, le=1_000_000)
+    blocking: bool = True
+
+    @model_validator(mode="after")
+    def _argv(self) -> CommandSettings:
+        if not self.argv[0].startswith("/") or _PLACEHOLDER.search(self.argv[0]):
+            raise ValueError(f"tools.commands '{self.name}': argv[0] must be the program's absolute path "
+                             f"(no PATH lookup, no placeholder), got {self.argv[0]!r}")
+        for arg in self.argv[1:]:
+            for name in _PLACEHOLDER.findall(arg):
+                if name not in self.parameters:
+                    raise ValueError(f"tools.commands '{self.name}': argv names {{{name}}}, which is not one "
+                                     f"of its parameters")
+        for name in self.required:
+            if name not in self.parameters:
+                raise ValueError(f"tools.commands '{self.name}': required names '{name}', not a parameter")
+        return self
+
+
 class ToolSettings(_Section):
     time: bool = True
     end_conversation: bool = True
     mute: bool = True
     google_search: bool = True
     outputs: list[OutputSettings] = Field(default_factory=list)
+    commands: list[CommandSettings] = Field(default_factory=list)
 
-    @field_validator("outputs")
-    @classmethod
-    def _names(cls, v: list[OutputSettings]) -> list[OutputSettings]:
-        names = [o.name for o in v]
+    @model_validator(mode="after")
+    def _names(self) -> ToolSettings:
+        names = [o.name for o in self.outputs] + [c.name for c in self.commands]
         for n in names:
             if names.count(n) > 1:
-                raise ValueError(f"two outputs are named '{n}'")
+                raise ValueError(f"tools: two outputs or commands are named '{n}'")
             if n in BUILTIN_TOOLS:
-                raise ValueError(f"'{n}' is a built-in tool's name: call the output something else")
-        return v
+                raise ValueError(f"tools: '{n}' is a built-in tool's name: call it something else")
+        return self
 
 
 BUILTIN_TOOLS = ("get_date_and_time", "end_conversation", "mute_microphone")

@@ -24,6 +24,7 @@ from .narration import log_transition
 from .statedir import state_dir
 from .states import Event
 from .systemd import Notifier, status_listener
+from .tools import commands
 from .tools.builtin import tools as builtin_tools
 from .tools.outputs import Outputs
 from .wake.detector import WakeDetector, resolve_models
@@ -132,7 +133,8 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
         aec,
     )
     outputs = Outputs(settings.tools.outputs, state_dir() / "outputs.json")
-    assistant.tools = builtin_tools(settings.tools, assistant) + outputs.tools()
+    assistant.tools = [*builtin_tools(settings.tools, assistant), *outputs.tools(),
+                       *commands.tools(settings.tools.commands)]
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
     assistant.listeners.append(lambda t: client.prepare() if t.event is Event.READY else None)

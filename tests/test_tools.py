@@ -288,3 +288,72 @@ def test_outputs_are_checked_in_the_config():
                           ([{"name": "end_conversation", "pin": 5, "description": "x"}], "a built-in tool's name")):
         with pytest.raises(ConfigError, match=said.replace("[", r"\[").replace("]", r"\]")):
             parse({"gpio": {"button_pin": 17}, "tools": {"outputs": outputs}}, "test")
+
+
+ECHO_ARGS = """import json, sys, time
+if sys.argv[1:2] == ["--sleep"]:
+    time.sleep(3600)
+if sys.argv[1:2] == ["--flood"]:
+    sys.stdout.write("x" * 5_000_000)
+    sys.exit(0)
+print(json.dumps(sys.argv[1:]))
+"""
+
+
+def test_a_command_tool_runs_only_its_program_with_hostile_arguments_as_plain_strings(tmp_path):
+    import sys
+
+    from google.genai import types
+
+    from pivoice.tools import ToolRunner
+    from pivoice.tools import commands as command_tools
+
+    script = tmp_path / "echo_args.py"
+    script.write_text(ECHO_ARGS)
+    canary = tmp_path / "pwned"
+    settings = parse({"tools": {"commands": [
+        {"name": "echo", "description": "Says its arguments back.", "argv": [sys.executable, str(script), "{text}"],
+         "parameters": {"text": {"type": "string", "max_length": 2_000_000}}, "required": ["text"],
+         "max_output_bytes": 1_000_000},
+        {"name": "sleepy", "description": "Never ends.", "argv": [sys.executable, str(script), "--sleep"],
+         "timeout_seconds": 0.5},
+        {"name": "chatty", "description": "Prints a lot.", "argv": [sys.executable, str(script), "--flood"],
+         "max_output_bytes": 1000}]}}, "test")
+    hostile = [f"; touch {canary}", f"$(touch {canary})", f"`touch {canary}`", f"a\nb\ntouch {canary}",
+               f"' || touch {canary} '", "x" * 100_000]
+
+    async def body():
+        sent: list = []
+        runner = ToolRunner(command_tools.tools(settings.tools.commands), sent.extend)
+        calls = [types.FunctionCall(id=str(i), name="echo", args={"text": h}) for i, h in enumerate(hostile)]
+        calls += [types.FunctionCall(id="big", name="echo", args={"text": "y" * 1_000_000}),
+                  types.FunctionCall(id="hung", name="sleepy", args={}),
+                  types.FunctionCall(id="flood", name="chatty", args={})]
+        started = asyncio.get_running_loop().time()
+        runner.call(calls)
+        await until(lambda: len(sent) == len(calls), "every result", timeout=20)
+        return {r["id"]: r["response"] for r in sent}, asyncio.get_running_loop().time() - started
+
+    got, took = asyncio.run(body())
+    for i, h in enumerate(hostile):
+        assert got[str(i)]["exit_code"] == 0 and json.loads(got[str(i)]["output"]) == [h], got[str(i)]
+    assert not canary.exists()  # no shell ever saw them
+    assert "could not be started" in got["big"]["error"]  # 1 MB: more than one argument may be (E2BIG)
+    assert got["hung"] == {"error": "sleepy did not finish within 0.5 s and was stopped"}
+    assert len(got["flood"]["output"]) == 1000 and got["flood"]["note"] == "the output was cut at 1000 bytes"
+    assert took < 10
+
+
+def test_a_command_gets_no_secret_from_the_environment(tmp_path, monkeypatch):
+    import sys
+
+    from pivoice.tools.commands import tools as command_tools
+
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    settings = parse({"tools": {"commands": [{"name": "env", "description": "Its environment.",
+                                              "argv": [sys.executable, "-c", "import os; print(dict(os.environ))"]}]}},
+                     "test")
+    (tool,) = command_tools(settings.tools.commands)
+    got = asyncio.run(tool.handler({}))
+    assert TEST_KEY not in got["output"] and "CREDENTIALS_DIRECTORY" not in got["output"]
