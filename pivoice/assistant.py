@@ -40,7 +40,7 @@ from .wake.self_trigger import SelfTriggerGuard
 
 log = logging.getLogger("pivoice.assistant")
 
-WAKE_STATES = frozenset({State.IDLE, State.RESPONDING, State.ERROR})  # where the wake word counts
+WAKE_STATES = frozenset({State.IDLE, State.RESPONDING, State.ERROR, State.RINGING})  # where the wake word counts
 PREROLL_RING_SECONDS = 3.0  # more than the pre-roll plus the detector's worst lag
 PLAYOUT_POLL_SECONDS = 0.01
 # A turnComplete without generationComplete may be premature (python-genai#2117): audio of the same answer
@@ -315,7 +315,7 @@ class Assistant:
             if self.state in WAKE_STATES:
                 if hit is None:
                     continue
-                if self.state in (State.IDLE, State.ERROR):
+                if self.state in (State.IDLE, State.ERROR, State.RINGING):
                     if hit.end - self._last_wake < SAME_PHRASE_SAMPLES:
                         continue
                     self._last_wake = hit.end
@@ -397,7 +397,7 @@ class Assistant:
 
     def _button_down(self) -> None:
         self._press = (self.state, self.capture.newest)
-        if not self.settings.vad.automatic and self.state is not State.MUTED:
+        if not self.settings.vad.automatic and self.state not in (State.MUTED, State.RINGING):
             self.dispatch(Event.TALK, from_index=self.capture.newest)  # push-to-talk: held = speaking
             return
         self.dispatch(Event.BUTTON_DOWN)

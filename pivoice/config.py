@@ -254,6 +254,11 @@ class ToolSettings(_Section):
 BUILTIN_TOOLS = ("get_date_and_time", "end_conversation", "mute_microphone")
 
 
+class TimerSettings(_Section):
+    enabled: bool = True
+    ring_seconds: float = Field(300.0, ge=5.0, le=3600.0)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -266,6 +271,7 @@ class Settings(_Section):
     vad: VadSettings = VadSettings()
     gpio: GpioSettings = GpioSettings()
     tools: ToolSettings = ToolSettings()
+    timers: TimerSettings = TimerSettings()
     log: LogSettings = LogSettings()
     # Where the settings came from, for messages ("built-in defaults" when no file).
     source: str = Field("built-in defaults", exclude=True)

@@ -21,12 +21,14 @@ from .gpio import Gpio
 from .live.setup import PreparedClient
 from .live.tokens import DeviceSecret, TokenClients, find_device_secret
 from .narration import log_transition
+from .ringer import Ringer
 from .statedir import state_dir
 from .states import Event
 from .systemd import Notifier, status_listener
 from .tools import commands
 from .tools.builtin import tools as builtin_tools
 from .tools.outputs import Outputs
+from .tools.timers import Timers
 from .wake.detector import WakeDetector, resolve_models
 from .wake.self_trigger import SelfTriggerGuard
 
@@ -41,6 +43,7 @@ class Daemon:
     notifier: Notifier
     key: ApiKey | DeviceSecret
     outputs: Outputs
+    timers: Timers
 
     def reload(self) -> None:
         """SIGHUP / `systemctl reload pivoice`: read the API key again (used from the next conversation).
@@ -109,6 +112,7 @@ class Daemon:
             self.gpio.show(self.assistant.state)
             self.gpio.close()
             self.outputs.close()
+            self.timers.close()
             if signals:
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
@@ -133,12 +137,18 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
         aec,
     )
     outputs = Outputs(settings.tools.outputs, state_dir() / "outputs.json")
+    timers = Timers(state_dir() / "timers.json", lambda t, late: assistant.dispatch(
+        Event.TIMER_FIRED, name=t.name, kind=t.kind, late=late, due=t.local()))
     assistant.tools = [*builtin_tools(settings.tools, assistant), *outputs.tools(),
-                       *commands.tools(settings.tools.commands)]
+                       *commands.tools(settings.tools.commands), *(timers.tools() if settings.timers.enabled else [])]
+    ringer = Ringer(playback, assistant.dispatch, settings.timers.ring_seconds)
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
     assistant.listeners.append(lambda t: client.prepare() if t.event is Event.READY else None)
     assistant.listeners.append(log_transition)
     assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
     assistant.listeners.append(gpio.on_transition)
-    return Daemon(settings, assistant, gpio, notifier, key, outputs)
+    assistant.listeners.append(ringer.on_transition)
+    if settings.timers.enabled:
+        assistant.listeners.append(lambda t: timers.start() if t.event is Event.READY else None)
+    return Daemon(settings, assistant, gpio, notifier, key, outputs, timers)

@@ -25,6 +25,7 @@ COLOURS: dict[State, tuple[float, float, float]] = {
     State.MUTED: (1.0, 0.0, 0.0),  # red
     State.ERROR: (1.0, 0.0, 0.0),  # red, blinking
     State.STARTING: (1.0, 0.5, 0.0),  # amber, while starting
+    State.RINGING: (1.0, 0.5, 0.0),  # amber, fast blink
 }
 FAST = (0.1, 0.1)  # on, off (s)
 SLOW = (0.5, 0.5)
@@ -126,7 +127,7 @@ class Gpio:
             led.off()
         elif kind == "rgb":
             colour = COLOURS[state]
-            if state is State.CONNECTING:
+            if state in (State.CONNECTING, State.RINGING):
                 led.blink(*FAST, on_color=colour)
             elif state is State.ERROR:
                 led.blink(*ERROR, on_color=colour)
@@ -134,7 +135,7 @@ class Gpio:
                 led.pulse(0.5, 0.5, on_color=colour)
             else:
                 led.color = colour
-        elif state is State.CONNECTING:
+        elif state in (State.CONNECTING, State.RINGING):
             led.blink(*FAST)
         elif state is State.ERROR:
             led.blink(*ERROR)

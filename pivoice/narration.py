@@ -35,6 +35,8 @@ _MESSAGES: dict[Event, str] = {
     Event.MIC_LOST: "{reason}",
     Event.MIC_BACK: "the microphone is back: listening for the wake word",
     Event.STOP: "stopping",
+    Event.TIMER_FIRED: "{kind} '{name}' rings{late}",
+    Event.RING_TIMEOUT: "stopped ringing after {seconds:g} s (timers.ring_seconds): nobody stopped it",
 }
 
 
@@ -43,6 +45,12 @@ def log_transition(t: Transition) -> None:
     det = info.pop("detection", None)
     if det is not None:
         info.update(name=det.name, score=det.score)
+    if t.old is State.RINGING and t.new is not State.RINGING and t.event in (Event.BUTTON_DOWN, Event.WAKE):
+        log.info("alarm stopped by the %s", "button" if t.event is Event.BUTTON_DOWN else "wake word",
+                 extra=fields(event="ring_stopped", state=t.new.value))
+        return
+    if t.event is Event.TIMER_FIRED:
+        info["late"] = f" (it came due at {info['due']} while pivoice was not running)" if info.get("late") else ""
     if t.event is Event.BUTTON_DOWN:
         info["what"] = {State.LISTENING: "answer stopped, listening", State.IDLE: "conversation ended"}[t.new]
     if t.event is Event.MUTE_TOGGLE:

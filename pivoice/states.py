@@ -10,6 +10,7 @@ belong to the transition it gets back; LEDs, sounds, sd_notify STATUS= and log l
 
     Any state but STARTING/STOPPED --hold (long press) / mute button--> MUTED --hold--> IDLE
     CONNECTING/LISTENING/RESPONDING --session failed--> ERROR --retry (after a backoff) / reload--> IDLE
+    IDLE/ERROR/MUTED/in a conversation --a timer fires--> RINGING --press / wake word / ring time over--> IDLE
 
 Interruptions (RESPONDING -> LISTENING): the server's `interrupted`, a button press, or the wake word
 said by a person over the answer (barge-in).
@@ -31,6 +32,7 @@ class State(str, Enum):
     RESPONDING = "responding"  # the model's answer is playing (the microphone still streams)
     MUTED = "muted"  # microphone off: no audio leaves the device, the wake word is not listened for
     ERROR = "error"  # the API cannot be used now (key rejected, network down...): see the log
+    RINGING = "ringing"  # a timer or alarm rings: the button or the wake word stops it
     STOPPED = "stopped"  # shutting down
 
 
@@ -54,6 +56,8 @@ class Event(str, Enum):
     TAP = "tap"  # the talk button was pressed and released (not held) while idle: push-to-talk
     TALK = "talk"  # push-to-talk (vad.automatic = false): the button went down, speaking starts
     MUTE_TOGGLE = "mute_toggle"  # the talk button held (long press), or the mute button pressed
+    TIMER_FIRED = "timer_fired"  # a timer or alarm came due (info: name, kind, late)
+    RING_TIMEOUT = "ring_timeout"  # it rang for timers.ring_seconds and nobody stopped it
     STOP = "stop"  # SIGINT / SIGTERM
 
 
@@ -86,6 +90,10 @@ _TABLE: dict[tuple[State, Event], State] = {
     (State.RESPONDING, Event.INTERRUPTED): State.LISTENING,
     (State.RESPONDING, Event.TURN_DONE): State.LISTENING,
     (State.LISTENING, Event.FOLLOW_UP_TIMEOUT): State.IDLE,
+    (State.RINGING, Event.BUTTON_DOWN): State.IDLE,
+    (State.RINGING, Event.WAKE): State.IDLE,
+    (State.RINGING, Event.RING_TIMEOUT): State.IDLE,
+    (State.RINGING, Event.TIMER_FIRED): State.RINGING,  # another one: it keeps ringing
 }
 
 
@@ -99,8 +107,10 @@ def next_state(state: State, event: Event) -> State | None:
         return State.ERROR
     if event is Event.MIC_LOST and (state in (State.IDLE, State.ERROR) or state in IN_CONVERSATION):
         return State.ERROR
-    if event is Event.MUTE_TOGGLE and (state in (State.IDLE, State.ERROR) or state in IN_CONVERSATION):
+    if event is Event.MUTE_TOGGLE and (state in (State.IDLE, State.ERROR, State.RINGING) or state in IN_CONVERSATION):
         return State.MUTED
+    if event is Event.TIMER_FIRED and (state in (State.IDLE, State.ERROR, State.MUTED) or state in IN_CONVERSATION):
+        return State.RINGING  # (a conversation ends for it; a muted speaker is muted again afterwards)
     return _TABLE.get((state, event))
 
 

@@ -73,6 +73,9 @@ def status_listener(notifier: Notifier, wake_words: Callable[[], str]) -> Listen
             notifier.send("STATUS=In conversation: answering")
         elif t.new is State.MUTED:
             notifier.send("STATUS=Muted (hold the button to unmute)")
+        elif t.new is State.RINGING:
+            notifier.send(f"STATUS=Ringing: {t.info.get('kind', 'timer')} '{t.info.get('name', '')}' (press the "
+                          f"button or say the wake word to stop it)")
         elif t.new is State.ERROR:
             notifier.send(f"STATUS=Error: {t.problem or 'see the log'} — see journalctl -u pivoice")
         elif t.new is State.STOPPED:
