@@ -35,6 +35,8 @@ class AudioSettings(_Section):
     input_device: str = Field("default", min_length=1)
     output_device: str = Field("default", min_length=1)
     echo_cancellation: bool = True
+    volume_control: str = ""
+    mixer_device: str = Field("default", min_length=1)
 
 
 class WakeSettings(_Section):
@@ -234,6 +236,7 @@ class CommandSettings(_Section):
 
 class ToolSettings(_Section):
     time: bool = True
+    volume: bool = True
     end_conversation: bool = True
     mute: bool = True
     google_search: bool = True

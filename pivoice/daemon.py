@@ -29,6 +29,7 @@ from .tools import commands
 from .tools.builtin import tools as builtin_tools
 from .tools.outputs import Outputs
 from .tools.timers import Timers
+from .tools.volume import Volume
 from .wake.detector import WakeDetector, resolve_models
 from .wake.self_trigger import SelfTriggerGuard
 
@@ -44,6 +45,7 @@ class Daemon:
     key: ApiKey | DeviceSecret
     outputs: Outputs
     timers: Timers
+    volume: Volume
 
     def reload(self) -> None:
         """SIGHUP / `systemctl reload pivoice`: read the API key again (used from the next conversation).
@@ -101,6 +103,7 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.gpio.open()
         self.outputs.open()
+        self.volume.open()
         self.gpio.show(self.assistant.state)
         watchdog = asyncio.create_task(self.notifier.watchdog(), name="watchdog")
         try:
@@ -136,11 +139,8 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
         SelfTriggerGuard(models, settings.wake.threshold, playback.heard_at),
         aec,
     )
-    outputs = Outputs(settings.tools.outputs, state_dir() / "outputs.json")
-    timers = Timers(state_dir() / "timers.json", lambda t, late: assistant.dispatch(
-        Event.TIMER_FIRED, name=t.name, kind=t.kind, late=late, due=t.local()))
-    assistant.tools = [*builtin_tools(settings.tools, assistant), *outputs.tools(),
-                       *commands.tools(settings.tools.commands), *(timers.tools() if settings.timers.enabled else [])]
+    tools, outputs, timers, volume = _device_tools(settings, assistant, playback)
+    assistant.tools = tools
     ringer = Ringer(playback, assistant.dispatch, settings.timers.ring_seconds)
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
@@ -151,4 +151,20 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
     assistant.listeners.append(ringer.on_transition)
     if settings.timers.enabled:
         assistant.listeners.append(lambda t: timers.start() if t.event is Event.READY else None)
-    return Daemon(settings, assistant, gpio, notifier, key, outputs, timers)
+    return Daemon(settings, assistant, gpio, notifier, key, outputs, timers, volume)
+
+
+def _device_tools(settings: Settings, assistant: Assistant, playback: Playback):
+    """What the model may call, and the parts behind the tools that open and close with the daemon."""
+    state = state_dir()
+    outputs = Outputs(settings.tools.outputs, state / "outputs.json")
+    timers = Timers(state / "timers.json", lambda t, late: assistant.dispatch(
+        Event.TIMER_FIRED, name=t.name, kind=t.kind, late=late, due=t.local()))
+    volume = Volume(settings.audio.volume_control, settings.audio.mixer_device, playback, state / "volume.json")
+    tools = builtin_tools(settings.tools, assistant)
+    if settings.tools.volume:
+        tools += volume.tools()
+    tools += outputs.tools() + commands.tools(settings.tools.commands)
+    if settings.timers.enabled:
+        tools += timers.tools()
+    return tools, outputs, timers, volume

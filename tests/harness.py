@@ -67,13 +67,15 @@ CARD_AUDIO = '[audio]\ninput_device = "pv_mic"\noutput_device = "pv_spk"\n'  # p
 
 def make_home(home: Path, files: Path | None = None) -> Path:
     """A private HOME (and XDG_RUNTIME_DIR) whose .asoundrc defines the test PCMs: pv_mic and pv_spk, the
-    microphone and speaker of the SoundCard started in it; mic_file and spk_file, the file plugin
+    microphone and speaker of the SoundCard started in it, and pv_mixer, its mixer (a real ALSA control,
+    "Master", that is the speaker sink's volume); mic_file and spk_file, the file plugin
     (unpaced), reading `files`/mic.raw and writing `files`/speaker.raw (`files` defaults to `home`)."""
     files = files or home
     home.mkdir(parents=True, exist_ok=True)
     (home / ".asoundrc").write_text(f"""
 pcm.pv_mic {{ type pulse  device "mic_feed" }}
 pcm.pv_spk {{ type pulse  device "speaker" }}
+ctl.pv_mixer {{ type pulse  device "speaker" }}
 pcm.spk_file {{ type file  slave.pcm "null"  file "{files}/speaker.raw"  format "raw" }}
 pcm.mic_file {{ type file  slave.pcm "null"  file "/dev/null"  infile "{files}/mic.raw"  format "raw" }}
 """)

