@@ -57,7 +57,7 @@ def test_plain_led_patterns(mock_pins, active_high):
     g.show(State.LISTENING)
     assert pin.state == on
     for state, (on_t, off_t) in ((State.CONNECTING, (0.1, 0.1)), (State.RESPONDING, (0.5, 0.5)),
-                                 (State.MUTED, (0.1, 1.9))):
+                                 (State.MUTED, (0.1, 1.9)), (State.RINGING, (0.1, 0.1))):
         pin.clear_states()
         g.show(state)
         time.sleep(2 * (on_t + off_t) + 0.15)

@@ -116,7 +116,7 @@ def test_timers_survive_a_restart_and_one_due_meanwhile_rings_once_late(tmp_path
     asyncio.run(body())
 
 
-def test_an_alarm_kept_from_before_rings_at_the_speaker_pcm(tmp_path, run_daemon):
+def test_an_alarm_kept_from_before_rings_at_the_speaker_pcm(tmp_path, run_daemon, notify_socket):
     """pivoice as a process: a timer set before it started rings after the start (the one that came due
     while it was down at once), its alarm written to the speaker PCM, the log and STATUS= saying so."""
     from harness import silence
@@ -128,8 +128,10 @@ def test_an_alarm_kept_from_before_rings_at_the_speaker_pcm(tmp_path, run_daemon
                                                    {"name": "soon", "kind": "timer", "due": now + 4}]))
     (tmp_path / "mic.raw").write_bytes(silence(30.0))
     d = run_daemon('[audio]\ninput_device = "mic_file"\noutput_device = "spk_file"\n[timers]\nring_seconds = 5.0\n',
-                   extra_env={"STATE_DIRECTORY": str(state)})
+                   extra_env={"STATE_DIRECTORY": str(state), "NOTIFY_SOCKET": str(notify_socket.path)})
     d.wait_for(r"alarm 'missed' rings \(it came due at \d\d:\d\d:\d\d while pivoice was not running\)", timeout=20)
+    notify_socket.wait_last("STATUS=", "STATUS=Ringing: alarm 'missed' (press the button or say the wake word to "
+                                       "stop it)")
     d.wait_for(r"stopped ringing after 5 s", timeout=15)
     d.wait_for(r"timer 'soon' rings$|timer 'soon' rings \[", timeout=15)
     speaker = (tmp_path / "speaker.raw").read_bytes()
