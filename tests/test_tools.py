@@ -352,3 +352,28 @@ def test_a_command_gets_no_secret_from_the_environment(tmp_path, monkeypatch):
     (tool,) = command_tools(settings.tools.commands)
     got = asyncio.run(tool.handler({}))
     assert TEST_KEY not in got["output"] and "CREDENTIALS_DIRECTORY" not in got["output"]
+
+
+def test_a_slow_tool_does_not_hold_up_the_answer(tmp_path, soundcard, standin, run_daemon):
+    """A NON_BLOCKING command tool that takes 3 s: the answer that comes with the call plays meanwhile, and
+    the result goes back later with its id and its scheduling."""
+    import sys
+
+    from harness import read_wav
+    from test_resilience import config, start_conversation
+
+    b = standin.behaviour
+    b.reply_pcm = read_wav("reply_24k.wav")[:48000]  # 1 s
+    b.tool_calls = [("slow-1", "slow", {})]
+    slow_tool = (f'[[tools.commands]]\nname = "slow"\ndescription = "Takes three seconds."\n'
+                 f'argv = ["{sys.executable}", "-c", "import time; time.sleep(3); print(42)"]\nblocking = false\n')
+    d = run_daemon(config(follow_up=8.0) + slow_tool,
+                   extra_env=standin.env())
+    start_conversation(d, soundcard)
+    d.wait_for(r"tool slow\(\{\}\): ok in \d+ ms", timeout=30)
+    played, result = d.output.index("answer played"), d.output.index("tool slow({}): ok")
+    assert played < result, d.output  # the answer did not wait for the tool
+    standin.wait_for(lambda: standin.sessions[0].tool_responses, 10, "the tool's result at the stand-in")
+    (r,) = standin.sessions[0].tool_responses
+    assert r["id"] == "slow-1" and r["response"]["output"] == "42\n" and r["scheduling"] == "WHEN_IDLE"
+    d.stop()

@@ -83,4 +83,5 @@ class ToolRunner:
         ms = round((time.monotonic() - started) * 1000)
         (log.warning if outcome != "ok" else log.info)(
             "tool %s(%s): %s in %d ms%s", name, shown, outcome, ms, f" ({error})" if error else "",
-            extra=fields(event="tool", session=self._session or None, tool=name, result=outcome, latency_ms=ms))
+            extra=fields(event="tool", session=self._session or None, tool=name, args=shown, result=outcome,
+                         latency_ms=ms))
