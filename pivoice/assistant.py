@@ -6,9 +6,8 @@ heard, the session's queue starts with the ring's audio from `wake.pre_roll_seco
 detection, and every later frame follows in order: what is said while the socket opens is sent once it
 is open, so no word after the wake word is lost, however long the connect takes.
 
-State changes happen only in `dispatch()`, through `states.next_state()`; side effects and listeners
-(the log today; LEDs, sd_notify and sounds plug in the same way) follow the transition.
-"""
+State changes happen only in `dispatch()`, through `states.next_state()`; side effects and listeners (the
+log, LEDs, sd_notify, the alarm) follow the transition."""
 
 from __future__ import annotations
 
@@ -44,8 +43,7 @@ WAKE_STATES = frozenset({State.IDLE, State.RESPONDING, State.ERROR, State.RINGIN
 PREROLL_RING_SECONDS = 3.0  # more than the pre-roll plus the detector's worst lag
 PLAYOUT_POLL_SECONDS = 0.01
 # A turnComplete without generationComplete may be premature (python-genai#2117): audio of the same answer
-# can still come. The answer counts as over only once the speaker has been idle this long after it.
-LATE_AUDIO_SECONDS = 0.5
+LATE_AUDIO_SECONDS = 0.5  # can still come. The answer is over once the speaker has been idle this long after.
 # A detection within this much audio after the last one is that phrase again, not a new one: a detector
 # reset mid-phrase (a conversation ended at once) fires on the rest of it ("...Jarvis" alone fires the
 # model). Counted in captured samples, not seconds of wall time, so a late capture thread changes nothing.
@@ -100,7 +98,7 @@ class Assistant:
         t = Transition(self.state, new, event, self.session_id, info)
         self.state = new
         self.capture.scoring = new in WAKE_STATES
-        self.capture.cancelling = new is State.RESPONDING
+        self.capture.cancelling = new in (State.RESPONDING, State.RINGING)  # (the wake word stops an alarm)
         self.capture.idle = new not in IN_CONVERSATION
         self._leave(t)
         t = self._enter(t)
@@ -252,9 +250,13 @@ class Assistant:
     def _restart_follow_up(self) -> None:
         if self._follow_up is not None:
             self._follow_up.cancel()
-        self._follow_up = asyncio.get_running_loop().call_later(
-            self.settings.conversation.follow_up_seconds, self.dispatch, Event.FOLLOW_UP_TIMEOUT
-        )
+        self._follow_up = asyncio.get_running_loop().call_later(self.settings.conversation.follow_up_seconds,
+                                                                self._follow_up_over)
+
+    def _follow_up_over(self) -> None:
+        """Nobody spoke: the conversation is over, unless a tool it called is still at work."""
+        busy = self._session is not None and self._session.tools_busy
+        self._restart_follow_up() if busy else self.dispatch(Event.FOLLOW_UP_TIMEOUT)
 
     def _on_live_event(self, ev: live.LiveEvent) -> None:
         if self.state not in IN_CONVERSATION:

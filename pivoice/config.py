@@ -201,6 +201,7 @@ class CommandParameter(_Section):
     max_length: int = Field(200, ge=1, le=10_000_000)  # (strings)
     minimum: float | None = None
     maximum: float | None = None
+    allow_leading_dash: bool = False  # (strings) a value like "-rf" could be taken for an option: refused
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -254,7 +255,8 @@ class ToolSettings(_Section):
         return self
 
 
-BUILTIN_TOOLS = ("get_date_and_time", "end_conversation", "mute_microphone")
+BUILTIN_TOOLS = ("get_date_and_time", "end_conversation", "mute_microphone", "get_volume", "set_volume",
+                 "set_timer", "set_alarm", "list_timers", "cancel_timer")  # (tools/: builtin, volume, timers)
 
 
 class TimerSettings(_Section):

@@ -141,7 +141,7 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
     )
     tools, outputs, timers, volume = _device_tools(settings, assistant, playback)
     assistant.tools = tools
-    ringer = Ringer(playback, assistant.dispatch, settings.timers.ring_seconds)
+    ringer = Ringer(playback, assistant.dispatch, settings.timers.ring_seconds, lambda: assistant.problem)
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
     assistant.listeners.append(lambda t: client.prepare() if t.event is Event.READY else None)
@@ -150,7 +150,8 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
     assistant.listeners.append(gpio.on_transition)
     assistant.listeners.append(ringer.on_transition)
     if settings.timers.enabled:
-        assistant.listeners.append(lambda t: timers.start() if t.event is Event.READY else None)
+        assistant.listeners.append(lambda t: timers.start() if t.event is Event.READY
+                                   else timers.close() if t.event is Event.STOP else None)
     return Daemon(settings, assistant, gpio, notifier, key, outputs, timers, volume)
 
 
@@ -161,7 +162,9 @@ def _device_tools(settings: Settings, assistant: Assistant, playback: Playback):
     timers = Timers(state / "timers.json", lambda t, late: assistant.dispatch(
         Event.TIMER_FIRED, name=t.name, kind=t.kind, late=late, due=t.local()))
     volume = Volume(settings.audio.volume_control, settings.audio.mixer_device, playback, state / "volume.json")
-    tools = builtin_tools(settings.tools, assistant)
+    g = settings.gpio  # mute_microphone only where a button can unmute (held talk button, or the mute button)
+    can_unmute = g.enabled and (g.mute_pin is not None or (g.button_pin is not None and settings.vad.automatic))
+    tools = builtin_tools(settings.tools, assistant, can_unmute)
     if settings.tools.volume:
         tools += volume.tools()
     tools += outputs.tools() + commands.tools(settings.tools.commands)

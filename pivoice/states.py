@@ -94,6 +94,8 @@ _TABLE: dict[tuple[State, Event], State] = {
     (State.RINGING, Event.WAKE): State.IDLE,
     (State.RINGING, Event.RING_TIMEOUT): State.IDLE,
     (State.RINGING, Event.TIMER_FIRED): State.RINGING,  # another one: it keeps ringing
+    (State.RINGING, Event.MIC_LOST): State.RINGING,  # it keeps ringing; the microphone's trouble after it
+    (State.RINGING, Event.MIC_BACK): State.RINGING,
 }
 
 

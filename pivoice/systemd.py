@@ -37,7 +37,8 @@ class Notifier:
         from systemd import daemon  # type: ignore[attr-defined]  # systemd-python has no type hints
 
         try:
-            daemon.notify("\n".join(lines))
+            # Each field one line: a value with a newline in it (a timer's name...) must not become a command.
+            daemon.notify("\n".join(" ".join(line.splitlines()) for line in lines))
         except OSError as e:  # a vanished socket must not take the assistant down
             if not self._warned:
                 log.warning("cannot notify systemd (%s); carrying on", e)
@@ -73,7 +74,7 @@ def status_listener(notifier: Notifier, wake_words: Callable[[], str]) -> Listen
             notifier.send("STATUS=In conversation: answering")
         elif t.new is State.MUTED:
             notifier.send("STATUS=Muted (hold the button to unmute)")
-        elif t.new is State.RINGING:
+        elif t.new is State.RINGING and t.event is Event.TIMER_FIRED:
             notifier.send(f"STATUS=Ringing: {t.info.get('kind', 'timer')} '{t.info.get('name', '')}' (press the "
                           f"button or say the wake word to stop it)")
         elif t.new is State.ERROR:

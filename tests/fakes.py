@@ -288,6 +288,7 @@ class FakePlayback:
         self.calls: list[tuple[str, bytes] | str] = []  # ("play", pcm) and "stop", in order
         self.idle = True
         self.queued = 0
+        self.gain = 1.0
         self.opened = self.started = self.closed = False
 
     @property

@@ -138,3 +138,91 @@ def test_an_alarm_kept_from_before_rings_at_the_speaker_pcm(tmp_path, run_daemon
     assert alarm_sound()[: 4800] in speaker  # the alarm itself reached the PCM
     assert json.loads((state / "timers.json").read_text()) == []
     d.stop()
+
+
+# -- from a review -----------------------------------------------------------------------------------
+
+
+def test_a_timer_name_cannot_carry_a_line_into_sd_notify(tmp_path, monkeypatch):
+    from harness import NotifySocket
+
+    from pivoice.systemd import Notifier
+
+    async def body():
+        timers = Timers(tmp_path / "timers.json", lambda t, late: None)
+        got = await call(timers, "set_timer", {"name": "x\nWATCHDOG=trigger", "seconds": 5})
+        timers.close()
+        return got
+
+    assert "has characters it may not have" in asyncio.run(body())["error"]
+    sock = NotifySocket(tmp_path / "notify.sock")
+    try:  # and sd_notify keeps each field on its line, whatever a value holds
+        monkeypatch.setenv("NOTIFY_SOCKET", str(sock.path))
+        Notifier().send("STATUS=Ringing: a\nWATCHDOG=trigger")
+        sock.wait_last("STATUS=", "STATUS=Ringing: a WATCHDOG=trigger")
+        assert sock.lines("WATCHDOG") == []
+    finally:
+        sock.close()
+
+
+def test_an_alarm_across_a_daylight_saving_change_rings_at_its_local_time(tmp_path, monkeypatch):
+    import datetime
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        evening = datetime.datetime(2026, 3, 28, 23, 0).timestamp()  # the clocks go forward that night
+        timers = Timers(tmp_path / "timers.json", lambda t, late: None, clock=lambda: evening)
+
+        async def body():
+            got = await call(timers, "set_alarm", {"name": "wake up", "time": "07:00"})
+            timers.close()
+            return got
+
+        assert asyncio.run(body())["rings_at"] == "07:00:00"
+        (t,) = timers.pending
+        assert time.localtime(t.due)[:5] == (2026, 3, 29, 7, 0) and t.due - evening == 7 * 3600
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_a_wall_clock_set_back_or_forward_is_followed(tmp_path, monkeypatch):
+    """A Pi without a clock boots with the wrong time, and NTP corrects it later: timers follow the wall clock."""
+    import pivoice.tools.timers as timers_module
+
+    monkeypatch.setattr(timers_module, "STEP", 0.05)
+    now = [1_000_000.0]
+    fired: list = []
+
+    async def body():
+        timers = Timers(tmp_path / "timers.json", lambda t, late: fired.append(t.name), clock=lambda: now[0])
+        timers.start()
+        await call(timers, "set_timer", {"name": "eggs", "minutes": 10})
+        await asyncio.sleep(0.2)
+        assert fired == []
+        now[0] += 601  # the clock is corrected: ten minutes have passed
+        await until(lambda: fired, "the timer to ring")
+        timers.close()
+
+    asyncio.run(body())
+    assert fired == ["eggs"]
+
+
+def test_after_the_ringing_a_lost_microphone_is_an_error_again_and_the_alarm_is_heard_at_volume_0(tmp_path):
+    async def body():
+        async with Running() as r:
+            timers = wire(r, tmp_path / "timers.json")
+            r.playback.gain = 0.0  # "volume to zero" the night before
+            await call(timers, "set_timer", {"name": "bus", "seconds": 1})
+            await r.reach(State.RINGING)
+            assert r.capture.cancelling  # the alarm is taken out of what the wake word listens to
+            assert r.playback.gain == 0.25  # loud enough to hear
+            r.assistant.dispatch(Event.MIC_LOST, reason="microphone pv_mic failed")
+            assert r.state is State.RINGING  # it rings on
+            r.assistant.button_down()
+            await r.reach(State.ERROR)  # and the microphone's trouble is said after it
+            assert r.playback.gain == 0.0
+            timers.close()
+
+    asyncio.run(body())

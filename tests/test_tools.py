@@ -271,7 +271,7 @@ def test_a_gpio_output_tool_switches_only_its_declared_pin(mock_pins, tmp_path):
     assert (mock_pins.pin(23).state, mock_pins.pin(24).state) == (1, 1)
     assert asyncio.run(body(again, [call("6", "desk_lamp", {"action": "status"})]))["6"]["on"] is True
     again.close()
-    assert [t.name for t in builtin_tools(settings.tools, None)] == list(BUILTIN_TOOLS)
+    assert {t.name for t in builtin_tools(settings.tools, None)} <= set(BUILTIN_TOOLS)
 
 
 def test_outputs_are_checked_in_the_config():
@@ -377,3 +377,90 @@ def test_a_slow_tool_does_not_hold_up_the_answer(tmp_path, soundcard, standin, r
     (r,) = standin.sessions[0].tool_responses
     assert r["id"] == "slow-1" and r["response"]["output"] == "42\n" and r["scheduling"] == "WHEN_IDLE"
     d.stop()
+
+
+# -- from a review: what a confused or misled model, or the world, could do -------------------------------
+
+
+def test_a_conversation_waits_for_a_tool_at_work_but_a_goodbye_can_be_taken_back():
+    """The follow-up window does not end a conversation while a tool is still working; an interruption
+    (the person speaks up during the goodbye) takes end_conversation back."""
+    from fakes import interrupted_msg
+    from test_assistant_fast import Running
+
+    from pivoice.states import State
+    from pivoice.tools.builtin import tools as builtin_tools
+
+    async def body():
+        async with Running({"conversation": {"follow_up_seconds": 0.3}}) as r:
+            r.assistant.tools = [Tool("slow", "Slow.", slow(1.0), timeout=5), *builtin_tools(r.settings.tools, r.assistant)]
+            r.capture.say(wake="hey_jarvis")
+            await r.reach(State.LISTENING)
+            conn = r.client.connections[0]
+            conn.push(tool_call_msg(("s", "slow", {})))
+            await asyncio.sleep(0.7)  # twice the follow-up window
+            assert r.state is State.LISTENING  # the tool is at work: the conversation waits for it
+            await until(lambda: "s" in responses(conn), "the slow result")
+            await r.reach(State.IDLE)  # then the window runs as usual
+            for _ in range(15):
+                r.capture.say()  # (a second apart: a new phrase, not the last one again)
+            r.capture.say(wake="hey_jarvis")
+            await r.reach(State.LISTENING)
+            conn = r.client.connections[-1]
+            conn.push(tool_call_msg(("e", "end_conversation", {})), audio_msg(b"\x01\x02" * 4800))
+            await r.reach(State.RESPONDING)
+            conn.push(interrupted_msg())  # "wait, one more thing"
+            await r.reach(State.LISTENING)
+            r.playback.idle = True
+            await asyncio.sleep(0.2)
+            assert r.state is State.LISTENING and not any(
+                t.info.get("reason") == "the model ended the conversation" for t in r.transitions)
+
+    asyncio.run(body())
+
+
+def test_mute_is_offered_only_where_a_button_can_unmute_and_names_cannot_clash():
+    import pytest
+
+    from pivoice.errors import ConfigError
+    from pivoice.tools.builtin import tools as builtin_tools
+
+    settings = parse({}, "test")
+    assert "mute_microphone" not in [t.name for t in builtin_tools(settings.tools, None, can_unmute=False)]
+    for name in ("set_timer", "get_volume", "end_conversation"):
+        with pytest.raises(ConfigError, match="a built-in tool's name"):
+            parse({"tools": {"commands": [{"name": name, "description": "x", "argv": ["/bin/true"]}]}}, "test")
+
+
+def test_a_command_value_that_looks_like_an_option_is_refused(tmp_path):
+    import sys
+
+    from pivoice.tools.commands import tools as command_tools
+
+    settings = parse({"tools": {"commands": [{"name": "say", "description": "x", "argv": [sys.executable, "-c",
+                                              "print(1)", "{text}"], "parameters": {"text": {"type": "string"}}}]}},
+                     "test")
+    (tool,) = command_tools(settings.tools.commands)
+    assert "may not start with '-'" in asyncio.run(tool.handler({"text": "--output=/etc/passwd"}))["error"]
+
+
+def test_a_start_over_drops_the_tool_work_of_the_session_that_was():
+    from fakes import dropped, handle_msg
+
+    async def body():
+        client, events = FakeLiveClient(), []
+        client.refuse_handles = dropped(1008, "Session resumption handle is invalid or expired.")
+        s, task = start(client, events)
+        await until(lambda: client.connections, "the connection")
+        first = client.connections[0]
+        first.push(handle_msg("h1"), tool_call_msg(("a", "slow", {})))
+        await asyncio.sleep(0.05)
+        assert s.tools_busy
+        first.drop(1011, "Internal error occurred.")
+        await until(lambda: len(client.connections) == 2, "a new session")
+        await asyncio.sleep(0.7)  # longer than the slow tool would have taken
+        assert not s.tools_busy and client.connections[1].tool_responses == []
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(body())

@@ -42,6 +42,10 @@ class SendQueue:
         if self._q:
             self._ready.set()
 
+    def drop(self, kind: type) -> None:
+        """Leave out what waits of this kind."""
+        self._q = deque(x for x in self._q if not isinstance(x, kind))
+
     async def get(self) -> Outgoing:
         while not self._q:
             self._ready.clear()

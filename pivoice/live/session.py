@@ -95,6 +95,11 @@ class LiveSession:
         """The person stopped speaking (only when the server's activity detection is off)."""
         self._outgoing.put(Activity.END)
 
+    @property
+    def tools_busy(self) -> bool:
+        """A tool call is still being worked on (its result not yet sent)."""
+        return self._tools.busy > 0
+
     def send_tool_response(self, responses: list[dict]) -> None:
         """Results of tool calls (id, name, response, scheduling), in order with the audio."""
         self._outgoing.put(ToolResponses(tuple(responses)))
@@ -190,6 +195,9 @@ class LiveSession:
         self._starts_over += 1
         if self._starts_over > MAX_STARTS_OVER:
             raise error
+        # A new session never issued the calls under way: their results would be for nothing it knows.
+        self._tools.close()
+        self._outgoing.drop(ToolResponses)
         self.handle = None
         self._seed = self.transcript if self.transcript else None
         log.warning("%s: a new session%s", why, " with the conversation so far" if self._seed else "",

@@ -2,11 +2,12 @@
 
 Who can make the speaker run what: the owner writes the program's absolute path and its argument list;
 the model can only fill the declared parameters, whose values are checked against their schema (type,
-enum, length, range) and then put into the argument list as plain strings, one element each, never
-through a shell: `; rm -rf /`, `$(...)` or a newline are just characters of an argument. The program gets
-no standard input, a minimal environment (no API key, no credentials directory), the service's user and
-sandbox, its own process group (killed whole at the timeout), and at most `max_output_bytes` of what it
-prints goes back to the model.
+enum, length, range; a string may not start with "-" unless the parameter allows it) and then put into
+the argument list as plain strings, one element each, never through a shell: `; rm -rf /`, `$(...)` or a
+newline are just characters of an argument. The program gets no standard input, a minimal environment
+(PATH and LANG: no API key in it), the service's user and sandbox (so it can read and write what the
+service can: choose programs accordingly), its own process group (killed whole at the timeout), and at
+most `max_output_bytes` of what it prints goes back to the model.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def _text(value: Any) -> str:
 
 def _handler(c: CommandSettings):
     async def handler(args: dict[str, Any]) -> dict[str, Any]:
+        for name, value in args.items():
+            p = c.parameters[name]
+            if isinstance(value, str) and value.startswith("-") and not p.allow_leading_dash:
+                return {"error": f"'{name}' may not start with '-' (the program could take it for an option)"}
         cmd = argv(c, args)
         if any("\0" in a for a in cmd):
             return {"error": "an argument holds a NUL character, which no program can be given"}

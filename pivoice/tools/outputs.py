@@ -29,7 +29,8 @@ class Outputs:
     def open(self) -> None:
         if not self._declared:
             return
-        remembered = load_json(self._state_file) or {}
+        remembered = load_json(self._state_file)
+        remembered = remembered if isinstance(remembered, dict) else {}
         try:
             from gpiozero import OutputDevice
 

@@ -8,11 +8,12 @@ once). `gemini-3.8-live` runs tools NON_BLOCKING when the declaration does not s
 
 The arguments the model sends are checked against the tool's schema before its handler runs (the subset of
 JSON schema the tools use: an object of string, integer, number and boolean properties, `required`, `enum`,
-`minimum`/`maximum`, `maxLength`); a call that does not fit gets an error result naming what is wrong.
+`minimum`/`maximum`, `maxLength`, `pattern`); a call that does not fit gets an error result naming what is wrong.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -55,6 +56,8 @@ class Tool:
                     return f"'{name}' must be at most {schema['maximum']}"
             if isinstance(value, str) and len(value) > schema.get("maxLength", 1000):
                 return f"'{name}' is longer than {schema.get('maxLength', 1000)} characters"
+            if isinstance(value, str) and "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+                return f"'{name}' has characters it may not have"
         return None
 
 

@@ -24,11 +24,13 @@ class ToolRunner:
         self._respond = respond
         self._session = session
         self._running: dict[str, asyncio.Task] = {}
+        self._count = 0
 
     def call(self, calls) -> None:
         """A toolCall's function calls (google-genai FunctionCall objects): each starts at once."""
         for c in calls:
-            call_id = c.id or f"call-{len(self._running)}"
+            self._count += 1
+            call_id = c.id or f"call-{self._count}"
             self._running[call_id] = asyncio.create_task(self._run(call_id, c.name or "", c.args or {}),
                                                          name=f"tool {c.name}")
 

@@ -23,6 +23,9 @@ from .registry import Tool
 
 log = logging.getLogger("pivoice.tools")
 MAX_TIMERS = 20
+NAME = r"[\w][\w '-]{0,39}"  # letters (any script), digits, spaces, ' and -: it goes into STATUS= and the log
+MAX_LATE = 12 * 3600.0  # s: a timer that came due longer ago than this while pivoice was off is not rung
+STEP = 30.0  # s: the wall clock is looked at again at least this often (it may be set or corrected meanwhile)
 
 
 @dataclass
@@ -43,7 +46,7 @@ class Timers:
         self._clock = clock
         self._timers: dict[str, Timer] = {}
         self._handles: dict[str, asyncio.TimerHandle] = {}
-        self._started = False
+        self._started = self._closed = False
 
     def start(self) -> None:
         """Load what was set before (once, on the event loop, after READY=1); fire what came due meanwhile."""
@@ -51,23 +54,33 @@ class Timers:
             return
         self._started = True
         now = self._clock()
-        for item in load_json(self._file) or []:
+        kept = load_json(self._file)
+        for item in kept if isinstance(kept, list) else []:
             try:
                 t = Timer(str(item["name"]), str(item["kind"]), float(item["due"]))
-            except (KeyError, TypeError, ValueError):
+                t.local()  # (a time that cannot be one raises here)
+            except (KeyError, TypeError, ValueError, OverflowError, OSError):
+                log.warning("skipped a timer in %s that cannot be read: %.80r", self._file, item,
+                            extra=fields(event="timer"))
                 continue
-            if t.due <= now:
-                self._save_without(t)
-                log.warning("%s '%s' came due at %s while pivoice was not running: ringing now", t.kind, t.name,
-                            t.local(), extra=fields(event="timer"))
-                self._fire(t, True)
-            else:
+            if t.due > now:
                 self._add(t)
+                continue
+            self._save_without(t)
+            if t.due < now - MAX_LATE:
+                log.warning("%s '%s' came due at %s, more than %.0f h ago, while pivoice was not running: not rung",
+                            t.kind, t.name, t.local(), MAX_LATE / 3600, extra=fields(event="timer"))
+                continue
+            log.warning("%s '%s' came due at %s while pivoice was not running: ringing now", t.kind, t.name,
+                        t.local(), extra=fields(event="timer"))
+            self._fire(t, True)
         if self._timers:
             kept = ", ".join(f"{t.name} at {t.local()}" for t in self.pending)
             log.info("timers kept from before: %s", kept, extra=fields(event="timer"))
 
     def close(self) -> None:
+        """At stop: nothing fires any more (what is due stays in the file, to ring at the next start)."""
+        self._closed = True
         for h in self._handles.values():
             h.cancel()
 
@@ -79,15 +92,23 @@ class Timers:
         if t.name in self._handles:
             self._handles.pop(t.name).cancel()
         self._timers[t.name] = t
-        delay = max(0.0, t.due - self._clock())
-        self._handles[t.name] = asyncio.get_running_loop().call_later(delay, self._due, t.name)
+        self._schedule(t.name)
+
+    def _schedule(self, name: str) -> None:
+        delay = max(0.0, self._timers[name].due - self._clock())
+        self._handles[name] = asyncio.get_running_loop().call_later(min(delay, STEP), self._due, name)
 
     def _due(self, name: str) -> None:
-        t = self._timers.pop(name, None)
+        t = self._timers.get(name)
+        if t is None or self._closed:
+            return
+        if self._clock() < t.due - 0.05:  # not yet by the wall clock (it was set back meanwhile)
+            self._schedule(name)
+            return
+        del self._timers[name]
         self._handles.pop(name, None)
-        if t is not None:
-            self._save()
-            self._fire(t, False)
+        self._save()
+        self._fire(t, False)
 
     def _save(self) -> None:
         try:
@@ -105,7 +126,7 @@ class Timers:
 
     # -- the tools ----------------------------------------------------------------------------------
     def tools(self) -> list[Tool]:
-        name = {"type": "string", "maxLength": 40, "description": "What it is for, e.g. 'pasta'"}
+        name = {"type": "string", "maxLength": 40, "pattern": NAME, "description": "What it is for, e.g. 'pasta'"}
         return [
             Tool("set_timer", "Start a timer that rings after the given time, on this speaker, even without "
                  "network. Setting one with a name in use replaces it.", self._set_timer, timeout=2.0,
@@ -146,11 +167,12 @@ class Timers:
             at = datetime.time(hh, mm)
         except ValueError:
             return {"error": f"'{args['time']}' is not a time of day: give HH:MM, 24-hour"}
-        now = datetime.datetime.fromtimestamp(self._clock()).astimezone()
+        # In naive local time, then placed in the time zone: right across a daylight-saving change.
+        now = datetime.datetime.fromtimestamp(self._clock())
         due = now.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
         if due <= now:
             due += datetime.timedelta(days=1)
-        return self._new(args["name"], "alarm", due.timestamp())
+        return self._new(args["name"], "alarm", due.astimezone().timestamp())
 
     async def _list(self, args: dict[str, Any]) -> dict[str, Any]:
         now = self._clock()

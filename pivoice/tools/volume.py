@@ -44,7 +44,11 @@ class Volume:
                 return
         kept = load_json(self._file)
         if isinstance(kept, dict) and isinstance(kept.get("percent"), int):
-            self._apply(kept["percent"])
+            try:
+                self._apply(kept["percent"])
+            except Exception as e:  # noqa: BLE001 - a control without a playback volume, a card gone: said
+                self.problem = f"audio.volume_control '{self._control}' cannot be set ({e})"
+                log.error("%s", self.problem, extra=fields(event="volume"))
 
     def get(self) -> int:
         if self._mixer is not None:
