@@ -132,14 +132,15 @@ def probe_card(n: int) -> None:
     """Run in a subprocess (--probe-card): prints one JSON line per tone with when it was written."""
     import alsaaudio
 
-    from pivoice.audio.playback import PERIOD_FRAMES, PERIODS
     from pivoice.audio.playback import RATE as PLAY_RATE
+    from pivoice.audio.playback import WANT
 
+    params = WANT.params(PLAY_RATE, 1)  # as the daemon opens it
     pcm = alsaaudio.PCM(alsaaudio.PCM_PLAYBACK, alsaaudio.PCM_NORMAL, device="pv_spk", channels=1,
-                        rate=PLAY_RATE, format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=PERIOD_FRAMES,
-                        periods=PERIODS)
+                        rate=PLAY_RATE, format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=params.period_frames,
+                        periods=params.periods)
     beep = tone(0.2)
-    period = PERIOD_FRAMES * 2
+    period = params.period_frames * 2
     time.sleep(2.0)  # parec delivers only while a stream is open on the sink, and takes ~1 s to start
     for _ in range(n):
         time.sleep(0.4)

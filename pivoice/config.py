@@ -31,12 +31,38 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+DEVICE_RATES = (8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000)
+
+
 class AudioSettings(_Section):
     input_device: str = Field("default", min_length=1)
     output_device: str = Field("default", min_length=1)
+    input_rate: int = 0  # 0: pivoice's own (16000), or what the device runs at
+    input_channels: int = Field(0, ge=0, le=8)
+    input_channel: int | Literal["mix"] = "mix"
+    output_rate: int = 0  # 0: pivoice's own (24000), or what the device runs at
+    output_channels: int = Field(0, ge=0, le=8)
+    input_period_ms: int = Field(80, ge=10, le=200)
+    input_periods: int = Field(4, ge=2, le=16)
+    output_period_ms: int = Field(20, ge=5, le=100)
+    output_periods: int = Field(4, ge=2, le=16)
     echo_cancellation: bool = True
     volume_control: str = ""
     mixer_device: str = Field("default", min_length=1)
+
+    @field_validator("input_rate", "output_rate")
+    @classmethod
+    def _a_device_rate(cls, v: int) -> int:
+        if v and v not in DEVICE_RATES:
+            raise ValueError(f"0 (automatic) or one of {', '.join(map(str, DEVICE_RATES))}")
+        return v
+
+    @field_validator("input_channel")
+    @classmethod
+    def _a_channel(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v < 8:
+            raise ValueError('"mix", or a channel number from 0 (the first) to 7')
+        return v
 
 
 class WakeSettings(_Section):

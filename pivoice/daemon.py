@@ -13,6 +13,7 @@ from . import logs
 from .assistant import Assistant
 from .audio.aec import EchoCanceller
 from .audio.capture import Capture
+from .audio.device import wants
 from .audio.playback import Playback
 from .config import Settings
 from .credentials import CREDENTIAL_NAME, ApiKey, find_api_key
@@ -128,11 +129,13 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
     client = (TokenClients(settings.live, key) if isinstance(key, DeviceSecret)
               else PreparedClient(key, settings.live))
     aec = EchoCanceller() if settings.audio.echo_cancellation else None
-    playback = Playback(settings.audio.output_device, echo=aec)
+    capture_want, playback_want, channel = wants(settings.audio)
+    playback = Playback(settings.audio.output_device, echo=aec, want=playback_want)
     detector = WakeDetector(models, settings.wake.threshold)
     assistant = Assistant(
         settings,
-        Capture(settings.audio.input_device, scorer=detector.score, canceller=aec),
+        Capture(settings.audio.input_device, scorer=detector.score, canceller=aec, want=capture_want,
+                channel=channel),
         playback,
         detector,
         client,

@@ -54,6 +54,20 @@ def tone(seconds: float, freq: float = 440.0, rate: int = 24000, level: float = 
     return (np.sin(2 * np.pi * freq * t) * level * 32767).astype("<i2").tobytes()
 
 
+def aligned_correlation(expected: np.ndarray, got: np.ndarray) -> float:
+    """The correlation coefficient of `got` with `expected` where they overlap, `got` shifted to where it
+    matches best (found by cross-correlation of the two signals)."""
+    a, b = expected.astype(np.float64), got.astype(np.float64)
+    n = 1 << int(np.ceil(np.log2(a.size + b.size)))
+    xc = np.fft.irfft(np.fft.rfft(a, n) * np.conj(np.fft.rfft(b, n)), n)
+    lag = int(np.argmax(xc))
+    lag = lag - n if lag > n // 2 else lag  # got[i] lines up with expected[i + lag]
+    start, end = max(0, -lag), min(b.size, a.size - lag)
+    if end - start < 100:
+        return 0.0
+    return float(np.corrcoef(a[start + lag : end + lag], b[start:end])[0, 1])
+
+
 def decode_flac(name: str) -> bytes:
     return subprocess.run(["sox", str(CLIPS / name), "-t", "raw", "-r", "16000", "-c", "1", "-b", "16",
                            "-e", "signed-integer", "-"], check=True, capture_output=True).stdout
@@ -69,7 +83,10 @@ def make_home(home: Path, files: Path | None = None) -> Path:
     """A private HOME (and XDG_RUNTIME_DIR) whose .asoundrc defines the test PCMs: pv_mic and pv_spk, the
     microphone and speaker of the SoundCard started in it, and pv_mixer, its mixer (a real ALSA control,
     "Master", that is the speaker sink's volume); mic_file and spk_file, the file plugin
-    (unpaced), reading `files`/mic.raw and writing `files`/speaker.raw (`files` defaults to `home`)."""
+    (unpaced), reading `files`/mic.raw and writing `files`/speaker.raw (`files` defaults to `home`), in
+    whatever format they are opened with; pv_mic_stereo_only, pv_mic as a device that only runs with two
+    channels (as many HATs do): asked for one, it hands back two; pv_mic_no_format, one that refuses every
+    format (it needs an access pv_mic does not offer)."""
     files = files or home
     home.mkdir(parents=True, exist_ok=True)
     (home / ".asoundrc").write_text(f"""
@@ -78,6 +95,11 @@ pcm.pv_spk {{ type pulse  device "speaker" }}
 ctl.pv_mixer {{ type pulse  device "speaker" }}
 pcm.spk_file {{ type file  slave.pcm "null"  file "{files}/speaker.raw"  format "raw" }}
 pcm.mic_file {{ type file  slave.pcm "null"  file "/dev/null"  infile "{files}/mic.raw"  format "raw" }}
+pcm.pv_mic_no_format {{ type multi  slaves.a {{ pcm "pv_mic"  channels 2 }}
+  bindings {{ 0 {{ slave a  channel 0 }}  1 {{ slave a  channel 1 }} }} }}
+pcm.pv_mic_mmap {{ type mmap_emul  slave.pcm "pv_mic" }}
+pcm.pv_mic_stereo_only {{ type multi  slaves.a {{ pcm "pv_mic_mmap"  channels 2 }}
+  bindings {{ 0 {{ slave a  channel 0 }}  1 {{ slave a  channel 1 }} }} }}
 """)
     return home
 

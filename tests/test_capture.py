@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from pivoice.audio.capture import IDLE_BATCH, PERIOD_FRAMES, Capture
+from pivoice.audio.capture import IDLE_BATCH, RATE, WANT, Capture
 from pivoice.wake.detector import Detection
+
+PERIOD_FRAMES = WANT.params(RATE, 1).period_frames
 
 
 def test_idle_frames_go_to_the_loop_in_batches_and_a_detection_at_once(home, tmp_path, monkeypatch):

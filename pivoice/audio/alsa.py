@@ -53,6 +53,10 @@ def _install_error_handler() -> None:
 _install_error_handler()
 
 
+class FormatRefused(DeviceError):
+    """The device is there but takes no configuration with these parameters (device.py tries others)."""
+
+
 @dataclass(frozen=True)
 class PcmParams:
     rate: int
@@ -102,6 +106,11 @@ def _explain(kind: str, device: str, key: str, error: str, lib_messages: str) ->
         return ConfigError(
             f"{key}: there is no ALSA {kind} device named '{device}'. `{lister}` lists the devices "
             f"this machine has; set {key} to one of them."
+        )
+    if reason == "Invalid argument":
+        return FormatRefused(
+            f"{key}: the ALSA {kind} device '{device}' takes no format pivoice can use. Use its 'plughw:' name, "
+            f"which has ALSA convert."
         )
     if "Device or resource busy" in error:
         return DeviceError(

@@ -30,8 +30,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from .alsa import PcmParams, open_pcm
+from ..errors import ConfigError
 from .convert import Converter
+from .device import Opener, Want
 from .format import IN_RATE
 from .ring import Frame
 
@@ -42,8 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pivoice.audio")
 
 RATE = IN_RATE
-PERIOD_FRAMES = 1280  # 80 ms: one wake-word step, one Live API message
-PERIODS = 4
+WANT = Want(RATE, 1, 80.0, 4)  # 80 ms periods: one wake-word step, one Live API message
 
 
 STALL_SECONDS = 3.0  # no audio for this long from a device that should deliver every 80 ms: it is gone
@@ -56,11 +56,15 @@ RETRY_MAX = 10.0
 class Capture:
     def __init__(self, device: str, key: str = "audio.input_device",
                  scorer: Callable[[Frame], Detection | None] | None = None,
-                 canceller: EchoCanceller | None = None):
+                 canceller: EchoCanceller | None = None, want: Want = WANT, channel: int | None = None):
         """`scorer`: the wake-word detector's frame -> detection; `canceller`: the echo canceller. Both run
-        in the capture thread, on every frame, while `scoring` / `cancelling` are set."""
+        in the capture thread, on every frame, while `scoring` / `cancelling` are set. `want`: the format to
+        ask the device for; `channel`: of a device with several channels, listen to this one (0 = the
+        first) instead of their mix."""
         self.device = device
         self.key = key
+        self.channel = channel
+        self._opener = Opener("capture", device, key, want)
         self.scorer = scorer
         self.canceller = canceller
         self.scoring = False
@@ -79,19 +83,20 @@ class Capture:
 
     def open(self) -> None:
         """Open the device (raises ConfigError/DeviceError with a message naming the key)."""
-        self._pcm = open_pcm("capture", self.device, PcmParams(RATE, 1, PERIOD_FRAMES, PERIODS), self.key,
-                             nonblock=True)
+        pcm, got = self._opener.open()
+        if self.channel is not None and self.channel >= got.channels:
+            pcm.close()
+            raise ConfigError(f"audio.input_channel: it is {self.channel}, but the capture device {self.device} has "
+                              f"{got.channels} channel{'s' if got.channels > 1 else ''} (0 is the first); set "
+                              f"it lower, or \"mix\"")
+        self._convert = None
+        if (got.rate, got.channels, got.sample_format) != (RATE, 1, "S16_LE"):
+            pick = self.channel if got.channels > 1 else None
+            self._convert = Converter(got.rate, got.channels, RATE, 1, in_format=got.sample_format, pick=pick)
         self._poll = select.poll()
-        for fd, mask in self._pcm.polldescriptors():
+        for fd, mask in pcm.polldescriptors():
             self._poll.register(fd, mask)
-        info = self._pcm.info()
-        rate, channels = int(info["rate"]), int(info["channels"])
-        if (rate, channels) != (RATE, 1):
-            log.info("capture device %s runs at %d Hz, %d channel(s): converting to 16 kHz mono",
-                     self.device, rate, channels)
-            self._convert = Converter(rate, channels, RATE, 1)
-        log.info("capture open: %s, period %d frames, buffer %d frames",
-                 self.device, info["period_size"], info["buffer_size"])
+        self._pcm = pcm
 
     def start(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[str], Any] | None = None,
               on_back: Callable[[], Any] | None = None, lost: bool = False) -> None:

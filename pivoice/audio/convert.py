@@ -1,9 +1,10 @@
 """Sample-rate and channel conversion between what pivoice speaks and what a device gives.
 
 pivoice works in 16 kHz mono s16le towards the Live API and 24 kHz mono s16le from it. ALSA devices are
-opened at exactly those; a hardware device that cannot do them ('hw:' names, some USB cards) reports
-what it took instead, and a Converter bridges the difference with soxr (streaming, so chunk edges
-leave no clicks). When the device takes the asked-for format the Converter is not used at all.
+asked for exactly those (or what the config names); a hardware device that cannot do them ('hw:' names,
+HATs, some USB cards) runs at what it can (device.py), and a Converter bridges the difference: sample
+format, channels, and rate with soxr (streaming, so chunk edges leave no clicks). When the device takes
+pivoice's own format the Converter is not used at all.
 
 AnswerAudio checks the model's audio where it comes in: whole samples, 24 kHz, or made so.
 """
@@ -21,24 +22,54 @@ from .format import OUT_RATE, SAMPLE_DTYPE
 log = logging.getLogger("pivoice.audio")
 
 
-class Converter:
-    """Streaming s16le conversion: `in_rate`/`in_channels` -> `out_rate`/`out_channels`."""
+def decode(data: bytes, sample_format: str) -> np.ndarray:
+    """A device's samples (device.SAMPLE_FORMATS) -> int16, interleaved as they came; a partial last
+    sample is left out."""
+    if sample_format == "S16_LE":
+        return np.frombuffer(data[: len(data) // 2 * 2], SAMPLE_DTYPE)
+    if sample_format == "S24_3LE":  # 3 bytes a sample: its upper two are the 16-bit sample
+        b = np.frombuffer(data[: len(data) // 3 * 3], np.uint8).reshape(-1, 3)
+        return np.ascontiguousarray(b[:, 1:]).view(SAMPLE_DTYPE).reshape(-1)
+    x = np.frombuffer(data[: len(data) // 4 * 4], "<i4")
+    if sample_format == "S24_LE":  # 24 bits in the low three bytes of four
+        x = x << 8
+    return (x >> 16).astype(SAMPLE_DTYPE)
 
-    def __init__(self, in_rate: int, in_channels: int, out_rate: int, out_channels: int):
-        self.in_rate, self.in_channels = in_rate, in_channels
-        self.out_rate, self.out_channels = out_rate, out_channels
+
+def encode(x: np.ndarray, sample_format: str) -> bytes:
+    """int16 samples -> a device's format."""
+    x = x.astype(SAMPLE_DTYPE, copy=False)
+    if sample_format == "S16_LE":
+        return x.tobytes()
+    if sample_format == "S24_3LE":
+        b = np.zeros((x.size, 3), np.uint8)
+        b[:, 1:] = x.view(np.uint8).reshape(-1, 2)
+        return b.tobytes()
+    return (x.astype("<i4") << (16 if sample_format == "S32_LE" else 8)).tobytes()
+
+
+class Converter:
+    """Streaming conversion between a device's format and pivoice's (16-bit, mono, its rate), either way:
+    `in_*` what comes in, `out_*` what goes out. `pick`: of several channels coming in, use this one
+    (0 = the first) instead of their mix."""
+
+    def __init__(self, in_rate: int, in_channels: int, out_rate: int, out_channels: int,
+                 in_format: str = "S16_LE", out_format: str = "S16_LE", pick: int | None = None):
+        self.in_rate, self.in_channels, self.in_format = in_rate, in_channels, in_format
+        self.out_rate, self.out_channels, self.out_format = out_rate, out_channels, out_format
+        self.pick = pick
         self._resampler = (
             soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16") if in_rate != out_rate else None
         )
 
     def __call__(self, pcm: bytes) -> bytes:
-        x = np.frombuffer(pcm, dtype=SAMPLE_DTYPE)
+        x = decode(pcm, self.in_format)
         if self.in_channels > 1:
-            # Mix down: the mean keeps the level of a mono source recorded on every channel.
             x = x[: x.size - x.size % self.in_channels].reshape(-1, self.in_channels)
-            x = x.mean(axis=1).round().astype(SAMPLE_DTYPE)
+            # One channel, or the mean of all (it keeps the level of a source recorded on every channel).
+            x = x[:, self.pick] if self.pick is not None else x.mean(axis=1).round().astype(SAMPLE_DTYPE)
         if self._resampler is not None:
-            x = self._resampler.resample_chunk(x)
+            x = self._resampler.resample_chunk(np.ascontiguousarray(x))
         return self._out(x)
 
     def flush(self) -> bytes:
@@ -50,7 +81,7 @@ class Converter:
     def _out(self, x: np.ndarray) -> bytes:
         if self.out_channels > 1:
             x = np.repeat(x, self.out_channels)
-        return x.astype(SAMPLE_DTYPE, copy=False).tobytes()
+        return encode(np.asarray(x), self.out_format)
 
 
 RATES = range(8000, 96001)  # PCM rates accepted from the API (resampled to OUT_RATE)

@@ -31,15 +31,14 @@ import alsaaudio
 import numpy as np
 
 from ..logs import fields
-from .alsa import PcmParams, open_pcm
-from .convert import Converter
+from .convert import Converter, encode
+from .device import Opener, Want
 from .format import OUT_RATE
 
 log = logging.getLogger("pivoice.audio")
 
 RATE = OUT_RATE
-PERIOD_FRAMES = 480  # 20 ms
-PERIODS = 4
+WANT = Want(RATE, 1, 20.0, 4)  # a short buffer: 4 periods of 20 ms
 POLL_MS = 20  # the longest the thread waits on the device before looking at stop / flush again
 HANG_SECONDS = 5.0  # audio waiting and the device taking or playing none of it for this long: hung
 RETRY_FIRST = 1.0  # seconds before reopening a failed device; doubles up to RETRY_MAX
@@ -52,11 +51,14 @@ class SpeakerHung(Exception):
 
 
 class Playback:
-    def __init__(self, device: str, key: str = "audio.output_device", echo=None):
+    def __init__(self, device: str, key: str = "audio.output_device", echo=None, want: Want = WANT):
         """`echo`: told what is played and when it is heard (`played(pcm, heard_end)`), and when the
-        device's buffer is thrown away (`dropped(now)`): the echo canceller's reference."""
+        device's buffer is thrown away (`dropped(now)`): the echo canceller's reference. `want`: the format
+        to ask the device for."""
         self.device = device
         self.key = key
+        self._opener = Opener("playback", device, key, want)
+        self._step = round(want.period_ms * RATE / 1000)  # 24 kHz samples written at a time: one period
         self.echo = echo
         self._pcm: Any = None  # alsaaudio.PCM while open (used by the playback thread only)
         self._poll: Any = None  # select.poll of its descriptors
@@ -74,7 +76,7 @@ class Playback:
         self._lock = threading.Lock()  # makes "queue empty -> idle" atomic against play()
         self._down = False  # failed and not reopened yet: play() drops what it gets
         self._thread: threading.Thread | None = None
-        self._buffer_frames = PERIOD_FRAMES * PERIODS
+        self._buffer_frames = self._step * want.periods
         self._device_rate = RATE
         self._frame_bytes = 2
         self._progress = 0.0  # when the device last took audio or played some out
@@ -83,23 +85,17 @@ class Playback:
         self._played = False  # audio has played out since the device was (re)opened (not just filled it)
 
     def open(self) -> None:
-        pcm = open_pcm("playback", self.device, PcmParams(RATE, 1, PERIOD_FRAMES, PERIODS), self.key,
-                       nonblock=True)
+        pcm, got = self._opener.open()
         poll = select.poll()
         for fd, mask in pcm.polldescriptors():
             poll.register(fd, mask)
-        info = pcm.info()
-        rate, channels = int(info["rate"]), int(info["channels"])
-        self._buffer_frames = int(info["buffer_size"])
-        self._device_rate = rate
-        self._frame_bytes = 2 * channels
+        self._buffer_frames = got.buffer_frames
+        self._device_rate = got.rate
+        self._frame_bytes = len(encode(np.zeros(got.channels, np.int16), got.sample_format))
         self._convert = None
-        if (rate, channels) != (RATE, 1):
-            log.info("playback device %s runs at %d Hz, %d channel(s): converting from 24 kHz mono",
-                     self.device, rate, channels)
-            self._convert = Converter(RATE, 1, rate, channels)
-        log.info("playback open: %s, period %d frames, buffer %d frames",
-                 self.device, info["period_size"], info["buffer_size"])
+        if (got.rate, got.channels, got.sample_format) != (RATE, 1, "S16_LE"):
+            # Mono to every channel of the device.
+            self._convert = Converter(RATE, 1, got.rate, got.channels, out_format=got.sample_format)
         self._pcm, self._poll = pcm, poll
 
     def start(self) -> None:
@@ -128,7 +124,7 @@ class Playback:
         with self._lock:
             marks = list(self._marks)
         i = bisect.bisect_left(marks, offset, key=lambda m: m[0])
-        if i == len(marks) or marks[i][0] - offset >= PERIOD_FRAMES:
+        if i == len(marks) or marks[i][0] - offset >= self._step:
             return None  # not written yet, or dropped
         end, t = marks[i]
         return t - (end - offset) / RATE
@@ -228,7 +224,7 @@ class Playback:
             self._progress = time.monotonic()  # the last item was written whole: the device is moving
             offset, chunk = item
             # A period at a time, so that a stop is not held up by a long write.
-            step = PERIOD_FRAMES * 2
+            step = self._step * 2
             for start in range(0, len(chunk), step):
                 piece = chunk[start : start + step]
                 if not self._write(self._convert(piece) if self._convert else piece):
