@@ -25,6 +25,7 @@ from .audio.format import IN_RATE
 from .audio.playback import Playback
 from .audio.ring import PreRoll
 from .audio.speech_end import SpeechEnd
+from .button import Button
 from .config import Settings
 from .live import events as live
 from .live.failures import FIX_KEY, SessionError
@@ -65,6 +66,7 @@ class Assistant:
         self.session_id = 0
         self.listeners: list[Listener] = []  # called in order on every transition
         self._preroll = PreRoll(max(PREROLL_RING_SECONDS, settings.wake.pre_roll_seconds + 1.0))
+        self._pre_roll = int(settings.wake.pre_roll_seconds * IN_RATE)  # samples
         self._session: LiveSession | None = None
         self._session_task: asyncio.Task | None = None
         self._playout_task: asyncio.Task | None = None
@@ -75,8 +77,7 @@ class Assistant:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sent_to = 0  # sample index up to which the session has the microphone's audio
         self._last_wake = -SAME_PHRASE_SAMPLES  # sample index of the end of the last wake word acted on
-        self._press: tuple[State, int] | None = None  # state and capture index when the button went down
-        self._talking = False  # push-to-talk: the button is held, activity started
+        self.button = Button(self)  # what a press means, in the state it comes in
         self._speech = SpeechEnd(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
         self._by_wake = False  # this conversation began with the wake word (not push-to-talk)
         self._discard_turn = False  # after a local interruption: drop the rest of that turn's audio
@@ -153,6 +154,8 @@ class Assistant:
         """Steps that belong to the event itself, whatever the states."""
         if t.event is Event.CONNECTED:
             self._failures = 0
+        elif t.event is Event.BARGE_IN and self._session is not None:  # (barge_in "voice": all sent already)
+            self._send_ring(self._session, max(self._sent_to, t.info["detection"].end - self._pre_roll))
         elif t.event is Event.WAKE and t.old is State.ERROR:
             self.detector.reset()  # refused: once per wake word, not once per frame that scores high
         elif t.event is Event.TURN_DONE and self._speech is not None and self._by_wake and self._session:
@@ -160,7 +163,7 @@ class Assistant:
             self._speech.start()
         elif t.event is Event.TALK and t.old is not State.IDLE and self._session is not None:
             self._session.activity_start()
-            self._talking = True
+            self.button.talking = True
 
     def _leave_responding(self, event: Event) -> None:
         self._cancel(self._playout_task)
@@ -175,8 +178,7 @@ class Assistant:
     def _start_conversation(self, t: Transition) -> None:
         """From the wake word: sent from the pre-roll before the detection; from the button: from the press."""
         det = t.info.get("detection")
-        start = (det.end - int(self.settings.wake.pre_roll_seconds * IN_RATE) if det is not None
-                 else t.info["from_index"])
+        start = det.end - self._pre_roll if det is not None else t.info["from_index"]
         self._open_session(start, talk=t.event is Event.TALK, wake=det is not None)
         self._max_duration = asyncio.get_running_loop().call_later(
             self.settings.conversation.max_seconds, self.dispatch, Event.MAX_DURATION)
@@ -205,16 +207,20 @@ class Assistant:
         if not self.settings.vad.automatic and (talk or wake):
             # No server VAD: pivoice says when speech starts (and ends: button released, or silence).
             session.activity_start()
-            self._talking = talk
+            self.button.talking = talk
             if wake and self._speech is not None:
                 self._speech.start()
         self._by_wake = wake
         self._sent_to = start
+        self._send_ring(session, start)
+        self._session = session
+        self._session_task = asyncio.create_task(self._run_session(session, self.session_id), name="session")
+
+    def _send_ring(self, session: LiveSession, start: int) -> None:
+        """The ring's audio from sample `start` on, to the session."""
         for frame in self._preroll.since(start):
             session.send_audio(frame.pcm)
             self._sent_to = frame.end
-        self._session = session
-        self._session_task = asyncio.create_task(self._run_session(session, self.session_id), name="session")
 
     async def _run_session(self, session: LiveSession, session_id: int) -> None:
         try:
@@ -307,7 +313,10 @@ class Assistant:
             if self.state is State.MUTED:
                 continue  # the microphone is off: the audio goes nowhere, not even into the ring
             self._preroll.append(item)
-            if self.state in IN_CONVERSATION and self._session is not None and item.end > self._sent_to:
+            # audio.barge_in = "wake_word": nothing of the microphone while an answer plays (it stays in the
+            # ring: a wake word over the answer sends what was said from its pre-roll on).
+            held = self.state is State.RESPONDING and self.settings.audio.barge_in == "wake_word"
+            if self.state in IN_CONVERSATION and self._session is not None and item.end > self._sent_to and not held:
                 # (A frame that reaches the loop after the conversation began from the ring: its part
                 # after what the ring gave.)
                 self._session.send_audio(item.pcm[max(0, self._sent_to - item.index) * 2 :])
@@ -335,6 +344,11 @@ class Assistant:
                           failure=SessionError(f"{name} failed"))
 
     # -- running ----------------------------------------------------------------------------------
+    @property
+    def session(self) -> LiveSession | None:
+        """The conversation's Live session (None outside one)."""
+        return self._session
+
     @property
     def wake_words(self) -> str:
         return " or ".join(f"'{n.replace('_', ' ')}'" for n in self.detector.names)
@@ -386,35 +400,13 @@ class Assistant:
         self._from_thread(self.dispatch, Event.STOP)
 
     def button_down(self) -> None:
-        self._from_thread(self._button_down)
+        self._from_thread(self.button.down)
 
     def button_up(self, held: bool) -> None:
-        self._from_thread(self._button_up, held)
+        self._from_thread(self.button.up, held)
 
     def mute_toggle(self) -> None:
         self._from_thread(self.dispatch, Event.MUTE_TOGGLE)
 
     def reloaded(self) -> None:
         self._from_thread(self.dispatch, Event.RELOADED)
-
-    def _button_down(self) -> None:
-        self._press = (self.state, self.capture.newest)
-        if not self.settings.vad.automatic and self.state not in (State.MUTED, State.RINGING):
-            self.dispatch(Event.TALK, from_index=self.capture.newest)  # push-to-talk: held = speaking
-            return
-        self.dispatch(Event.BUTTON_DOWN)
-
-    def _button_up(self, held: bool) -> None:
-        press, self._press = self._press, None
-        if self._talking:
-            self._talking = False
-            if self._session is not None:
-                self._session.activity_end()
-            return
-        if held or press is None:
-            return  # a long press: MUTE_TOGGLE did the work
-        if press[0] in (State.IDLE, State.ERROR):
-            # Push-to-talk: what was said from the moment the button went down is sent.
-            self.dispatch(Event.TAP, from_index=press[1])
-        elif press[0] is State.MUTED:
-            log.info("muted: hold the button to unmute", extra=fields(event="button", state=self.state.value))

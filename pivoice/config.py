@@ -47,6 +47,7 @@ class AudioSettings(_Section):
     output_period_ms: int = Field(20, ge=5, le=100)
     output_periods: int = Field(4, ge=2, le=16)
     echo_cancellation: bool = True
+    barge_in: Literal["voice", "wake_word"] = "voice"
     volume_control: str = ""
     mixer_device: str = Field("default", min_length=1)
 

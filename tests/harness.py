@@ -57,15 +57,20 @@ def tone(seconds: float, freq: float = 440.0, rate: int = 24000, level: float = 
 def aligned_correlation(expected: np.ndarray, got: np.ndarray) -> float:
     """The correlation coefficient of `got` with `expected` where they overlap, `got` shifted to where it
     matches best (found by cross-correlation of the two signals)."""
+    return alignment(expected, got)[0]
+
+
+def alignment(expected: np.ndarray, got: np.ndarray) -> tuple[float, int]:
+    """(correlation where they overlap, lag): `got[i]` lines up best with `expected[i + lag]`."""
     a, b = expected.astype(np.float64), got.astype(np.float64)
     n = 1 << int(np.ceil(np.log2(a.size + b.size)))
     xc = np.fft.irfft(np.fft.rfft(a, n) * np.conj(np.fft.rfft(b, n)), n)
     lag = int(np.argmax(xc))
-    lag = lag - n if lag > n // 2 else lag  # got[i] lines up with expected[i + lag]
+    lag = lag - n if lag > n // 2 else lag
     start, end = max(0, -lag), min(b.size, a.size - lag)
     if end - start < 100:
-        return 0.0
-    return float(np.corrcoef(a[start + lag : end + lag], b[start:end])[0, 1])
+        return 0.0, lag
+    return float(np.corrcoef(a[start + lag : end + lag], b[start:end])[0, 1]), lag
 
 
 def decode_flac(name: str) -> bytes:

@@ -9,8 +9,8 @@ import re
 import time
 
 import numpy as np
-from harness import SpeakerRecorder, read_wav, silence
-from test_gpio import CONFIG
+from harness import SpeakerRecorder, alignment, read_wav, silence
+from test_gpio import CONFIG, start_answer
 
 
 def test_each_answer_of_a_conversation_is_cancelled_from_its_start(mock_pins, soundcard, standin, in_process,
@@ -78,5 +78,93 @@ def test_each_answer_of_a_conversation_is_cancelled_from_its_start(mock_pins, so
     print("echo at the Live API below the microphone's, per answer (dB):", " ".join(f"{x:.1f}" for x in less))
     print(detail)
     assert min(less[1:]) >= 15, detail  # the first answer is where the canceller learns the room
+    rec.stop()
+    d.stop()
+
+
+def where_in_feed(fed: np.ndarray, sent: np.ndarray, block: int = 1280) -> list[int | None]:
+    """For each `block` samples the Live API received, where in the microphone's feed they are, sample for
+    sample (None: nowhere: audio pivoice changed, such as echo-cancelled audio)."""
+    out: list[int | None] = []
+    guess = 0
+    for i in range(0, sent.size - block + 1, block):
+        b = sent[i : i + block]
+        if not np.array_equal(fed[guess : guess + block], b):
+            found = [j for j in np.flatnonzero(fed[: fed.size - block + 1] == b[0]) if np.array_equal(fed[j : j + block], b)]
+            guess = found[0] if found else None
+        out.append(guess)
+        guess = guess + block if guess is not None else 0
+    return out
+
+
+def test_barge_in_by_wake_word_sends_nothing_while_an_answer_plays(mock_pins, soundcard, standin, in_process,
+                                                                  tmp_path):
+    """audio.barge_in = "wake_word", the speaker heard by the microphone at full level: the Live API gets the
+    microphone as it was (sample for sample) outside the answers and nothing of it while they play, and
+    neither answer is cut short by its own voice."""
+    b = standin.behaviour
+    b.reply_after_seconds = 5
+    b.reply_pcm = read_wav("reply_24k.wav")[: 3 * 48000]
+    b.max_replies = 2
+    d = in_process(CONFIG.format(follow_up=8).replace("[gpio]", 'barge_in = "wake_word"\n[gpio]'))
+    rec = SpeakerRecorder(soundcard, tmp_path)
+    answers: list[list[int]] = []  # feed positions where each answer began and ended
+    d.assistant.listeners.append(lambda t: answers.append([len(soundcard.fed) // 2]) if t.new.value == "responding"
+                                 else answers[-1].append(len(soundcard.fed) // 2) if t.old.value == "responding"
+                                 else None)
+    d.wait_event("ready")
+    soundcard.feed_back(rec, gain=1.0, delay=0.03, noise_rms=150)
+    soundcard.say(silence(0.3) + read_wav("hey_jarvis.wav") + silence(0.15) + read_wav("command_time_tokyo.wav"))
+    deadline = time.monotonic() + 40
+    while not (len(answers) == 2 and len(answers[-1]) == 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(answers) == 2 and len(answers[-1]) == 2, answers
+    time.sleep(1.0)  # what the microphone heard after the second answer reaches the stand-in
+    events = d.events()
+    assert "barge_in" not in events and "interrupted" not in events, events
+    assert all(end - start > 2.5 * 16000 for start, end in answers), answers  # both played to their end
+    fed = np.frombuffer(bytes(soundcard.fed), "<i2")
+    sent = np.frombuffer(bytes(standin.sessions[0].audio), "<i2")
+    # The pre-roll's first frame may be cut anywhere: line the blocks up on the feed from the first one.
+    start = where_in_feed(fed, sent[:1280])[0]
+    assert start is not None
+    first = (1280 - start % 1280) % 1280
+    places = where_in_feed(fed, sent[first:])
+    assert None not in places, "the Live API got audio that is not the microphone's as it was (echo-cancelled?)"
+    inside = [p for p in places if any(s + 1280 <= p and p + 1280 <= e - 1280 for s, e in answers)]
+    assert not inside, f"{len(inside)} blocks of the microphone sent while an answer played"
+    after = [p for p in places if p >= answers[0][1]]
+    assert after, "nothing sent after the first answer (the follow-up is not heard)"
+    rec.stop()
+    d.stop()
+
+
+def test_a_wake_word_over_an_answer_sends_what_was_said_from_its_pre_roll(mock_pins, soundcard, standin,
+                                                                        in_process, tmp_path):
+    """audio.barge_in = "wake_word": nothing of the microphone went out while the answer played, so when a
+    person's wake word stops it, what they said from the pre-roll on goes out from the ring: the wake word
+    and the words right after it are not lost."""
+    d = in_process(CONFIG.format(follow_up=5).replace("[gpio]", 'barge_in = "wake_word"\n[wake]\n'
+                                                                 'pre_roll_seconds = 1.0\n[gpio]'))
+    rec = start_answer(d, soundcard, standin, read_wav("reply_24k.wav") * 3, tmp_path)  # 15.6 s
+    soundcard.feed_back(rec, gain=0.5, delay=0.03, noise_rms=150)
+    time.sleep(6.0)  # the canceller has learnt the room
+    before = len(standin.sessions[0].audio)
+    person = read_wav("hey_jarvis_rp.wav") + read_wav("command_time_tokyo.wav")
+    spoke = time.monotonic()
+    soundcard.say(person + silence(0.5))
+    d.wait_event("barge_in", timeout=5, after=spoke)
+    standin.wait_for(lambda: len(standin.sessions[0].audio) - before >= len(person), 10, "the person's words")
+    sent = np.frombuffer(bytes(standin.sessions[0].audio[before:]), "<i2")
+    heard, lag = alignment(np.frombuffer(person, "<i2"), sent)
+    wake = np.abs(np.frombuffer(read_wav("hey_jarvis_rp.wav"), "<i2"))
+    voiced_end = int(np.flatnonzero(wake > 0.1 * wake.max())[-1])  # the clip's last loud sample: "...vis"
+    before_end = voiced_end - lag  # how much of what was sent comes before the wake word's last sound
+    print(f"what the Live API got correlates {heard:.3f} with what the person said, from "
+          f"{before_end / 16:.0f} ms before the wake word's last sound")
+    assert heard >= 0.8
+    # Sent live from the detection on, it would start after the wake word; from the ring, a second before
+    # the detection (wake.pre_roll_seconds here), well before the wake word's last sound.
+    assert before_end >= 0.3 * 16000, "what was said right after the wake word did not all reach the Live API"
     rec.stop()
     d.stop()
