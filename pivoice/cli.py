@@ -25,10 +25,14 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("run", "run the assistant in the foreground (what the systemd service runs)"),
         ("check", "check the config file, the API key and the wake-word models, then exit"),
+        ("devices", "list the sound cards and devices, what each accepts, and which ones the config picks"),
+        ("test-mic", "show the microphone's level live, then say whether it is right (no API key needed)"),
     ):
         c = sub.add_parser(name, help=help_text, description=help_text)
         c.add_argument("--config", type=Path, default=None,
                        help=f"config file (default {config.DEFAULT_PATH}; built-in defaults when it is absent)")
+        if name == "test-mic":
+            c.add_argument("--seconds", type=float, default=10.0, help="how long to listen (default 10)")
         if name == "check":
             c.add_argument("--online", action="store_true", help="also open a Live API session (with "
                            "live.token_url: with a token from the key service)")
@@ -130,12 +134,27 @@ def _token_service(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    settings = config.load(args.config)
+    logs.set_level("debug" if settings.log.level == "debug" else "warning")  # the report says what was opened
+    if args.command == "devices":
+        from .diagnose.devices import report
+
+        print(report(settings))
+        return EX_OK
+    from .diagnose import testmic
+
+    return testmic.run(settings, max(1.0, args.seconds))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.setup("info")
     try:
         if args.command == "token-service":
             return _token_service(args)
+        if args.command in ("devices", "test-mic"):
+            return _diagnose(args)
         settings, key, models = _prepare(args)
         if args.command == "check":
             what = "device secret" if settings.live.token_url else "API key"

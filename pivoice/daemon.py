@@ -135,7 +135,7 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
     assistant = Assistant(
         settings,
         Capture(settings.audio.input_device, scorer=detector.score, canceller=aec, want=capture_want,
-                channel=channel),
+                channel=channel, gain_db=settings.audio.input_gain_db),
         playback,
         detector,
         client,

@@ -30,10 +30,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..errors import ConfigError
 from .convert import Converter
 from .device import Opener, Want
 from .format import IN_RATE
+from .level import LevelWatch
 from .ring import Frame
 
 if TYPE_CHECKING:
@@ -56,15 +59,18 @@ RETRY_MAX = 10.0
 class Capture:
     def __init__(self, device: str, key: str = "audio.input_device",
                  scorer: Callable[[Frame], Detection | None] | None = None,
-                 canceller: EchoCanceller | None = None, want: Want = WANT, channel: int | None = None):
+                 canceller: EchoCanceller | None = None, want: Want = WANT, channel: int | None = None,
+                 gain_db: float = 0.0):
         """`scorer`: the wake-word detector's frame -> detection; `canceller`: the echo canceller. Both run
         in the capture thread, on every frame, while `scoring` / `cancelling` are set. `want`: the format to
         ask the device for; `channel`: of a device with several channels, listen to this one (0 = the
-        first) instead of their mix."""
+        first) instead of their mix; `gain_db`: audio.input_gain_db."""
         self.device = device
         self.key = key
         self.channel = channel
         self._opener = Opener("capture", device, key, want)
+        self._gain = 10 ** (gain_db / 20)
+        self._level = LevelWatch(device)
         self.scorer = scorer
         self.canceller = canceller
         self.scoring = False
@@ -171,6 +177,9 @@ class Capture:
                 self._notify(loop, self.on_back)
             if self._convert is not None:
                 data = self._convert(data)
+            if self._gain != 1.0:
+                data = np.clip(np.frombuffer(data, "<i2") * self._gain, -32768, 32767).astype("<i2").tobytes()
+            self._level.frame(data)
             frame = Frame(index, data, time.monotonic())
             index = self.newest = frame.end
             if self.cancelling and self.canceller is not None:

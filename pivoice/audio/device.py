@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .alsa import FormatRefused, PcmParams, open_pcm
+from .cards import PROC, resolve
 from .format import IN_RATE, OUT_RATE
 
 log = logging.getLogger("pivoice.audio")
@@ -100,6 +101,7 @@ class Opener:
 
     def __init__(self, kind: str, device: str, key: str, want: Want):
         self.kind, self.device, self.key, self.want = kind, device, key, want
+        self.proc = PROC  # where the kernel lists the sound cards
         self._told: Format | None = None
 
     def open(self) -> tuple[Any, Format]:
@@ -114,9 +116,10 @@ class Opener:
 
     def _negotiate(self) -> tuple[Any, Format]:
         tried: list[str] = []
+        name = resolve(self.device, self.key, self.proc)  # (usb:VVVV:PPPP: wherever that card is now)
         for rate, channels in attempts(self.want):
             try:
-                pcm = open_pcm(self.kind, self.device, self.want.params(rate, channels), self.key, nonblock=True)
+                pcm = open_pcm(self.kind, name, self.want.params(rate, channels), self.key, nonblock=True)
             except FormatRefused:  # not this format (absent, busy, unknown: raised at once)
                 tried.append(f"{rate}/{channels}")
                 continue
@@ -125,7 +128,7 @@ class Opener:
             if use is None:  # it runs at another rate than asked: size the period for that rate
                 pcm.close()
                 params = self.want.params(got.rate, got.channels)
-                pcm = open_pcm(self.kind, self.device, params, self.key, nonblock=True)
+                pcm = open_pcm(self.kind, name, params, self.key, nonblock=True)
                 use = format_of(pcm.info())
             if tried:
                 log.debug("%s device %s refused %s (Hz/channels)", self.kind, self.device, ", ".join(tried))

@@ -1,0 +1,146 @@
+"""The set-up tools, run as a person would run them, on the test PCMs: `pivoice devices`, `pivoice
+test-mic`; the sound-card lookup behind usb:VVVV:PPPP names on /proc/asound trees of a Pi 4 with a
+2-mic HAT and a USB microphone (tests/asound/: written in the kernel's format, before and after the
+microphone was replugged and came back as another card); the microphone's level in the journal."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness import read_wav, silence
+
+from pivoice.audio import level
+from pivoice.audio.cards import cards, describe_index, resolve
+from pivoice.errors import ConfigError, DeviceError
+
+TREES = Path(__file__).parent / "asound"
+VOICE = np.frombuffer(silence(0.5) + read_wav("hey_jarvis.wav") + silence(0.3) + read_wav("command_time_tokyo.wav")
+                      + silence(0.5), "<i2")
+
+
+# -- sound cards and stable names --------------------------------------------------------------------
+
+
+def test_the_cards_of_a_pi_with_a_hat_and_a_usb_microphone():
+    found = cards(TREES / "pi4-hat-usb")
+    assert [(c.index, c.id, c.usb_id, c.capture, c.playback) for c in found] == [
+        (0, "Headphones", "", (), (0,)),
+        (1, "vc4hdmi0", "", (), (0,)),
+        (2, "seeed2micvoicec", "", (0,), (0,)),
+        (3, "Device", "0d8c:0014", (0,), (0,)),
+    ]
+    assert found[3].name == "USB PnP Sound Device"
+    assert cards(TREES / "no-such-tree") == []  # no sound card at all: an empty list, not an error
+
+
+def test_a_usb_microphone_replugged_under_another_index_is_found_by_its_id():
+    before, after = TREES / "pi4-hat-usb", TREES / "pi4-hat-usb-replugged"
+    assert [c.index for c in cards(after) if c.usb_id == "0d8c:0014"] == [4]  # it did move (3 -> 4)
+    for tree in (before, after):
+        assert resolve("usb:0d8c:0014", "audio.input_device", tree) == "plughw:CARD=Device,DEV=0"
+        assert resolve("usb:0D8C:0014,1", "audio.input_device", tree) == "plughw:CARD=Device,DEV=1"
+        assert resolve("plughw:CARD=seeed2micvoicec", "audio.input_device", tree) == "plughw:CARD=seeed2micvoicec"
+    # Named by index, it would now be another card: what to write instead.
+    assert "'usb:0d8c:0014' names the same card and stays right" in describe_index("hw:3", before)
+    assert "'plughw:CARD=seeed2micvoicec,DEV=0' names the same card" in describe_index("plughw:2,0", before)
+    assert describe_index("plughw:CARD=Device", before) is None
+
+
+def test_usb_names_that_cannot_work_or_are_not_there_now():
+    with pytest.raises(ConfigError, match=r"audio.input_device: 'usb:0d8c' is not a USB id; write it as usb:VVVV:PPPP"):
+        resolve("usb:0d8c", "audio.input_device", TREES / "pi4-hat-usb")
+    with pytest.raises(DeviceError, match=r"audio.output_device: no USB sound card 4c4a:4155 is connected"):
+        resolve("usb:4c4a:4155", "audio.output_device", TREES / "pi4-hat-usb")  # the speaker, not plugged in yet
+
+
+# -- pivoice devices ---------------------------------------------------------------------------------
+
+
+def test_devices_lists_what_each_device_accepts_and_what_the_config_picks(soundcard, run_daemon):
+    cfg = ('[audio]\ninput_device = "pv_mic_stereo_only"\noutput_device = "pv_spk"\nvolume_control = "Master"\n'
+           'mixer_device = "pv_mixer"\n')
+    d = run_daemon(cfg, key=None, args=["devices"])
+    assert d.wait_exit() == 0, d.output
+    out = d.output
+    assert "Sound cards (/proc/asound/cards):\n  none: no sound card" in out  # this machine has none
+    capture = out[out.index("Capture devices"): out.index("Playback devices")]
+    assert "  pv_mic: any rate; channels 1-32; samples S16_LE, S32_LE, S24_LE, S24_3LE\n" in capture
+    assert ("  pv_mic_stereo_only: any rate; channels 2; samples S16_LE, S32_LE, S24_LE, S24_3LE   <- "
+            "audio.input_device\n") in capture
+    playback = out[out.index("Playback devices"): out.index("Mixer controls")]
+    assert "  pv_spk: any rate; channels 1-32; samples S16_LE, S32_LE, S24_LE, S24_3LE   <- audio.output_device" in playback
+    assert "  pv_mixer: [Master], Capture   <- audio.mixer_device" in out
+    assert "sets the volume with the mixer control 'Master' on pv_mixer." in out
+    assert "Traceback" not in out
+
+
+# -- pivoice test-mic --------------------------------------------------------------------------------
+
+
+def run_test_mic(run_daemon, tmp_path, left: np.ndarray, right: np.ndarray | None = None, extra: str = "") -> str:
+    mic = left if right is None else np.stack([left, right], axis=1).reshape(-1)
+    (tmp_path / "mic.raw").write_bytes(np.clip(mic, -32768, 32767).astype("<i2").tobytes())
+    channels = "" if right is None else "input_channels = 2\n"
+    d = run_daemon(f'[audio]\ninput_device = "mic_file"\noutput_device = "spk_file"\n{channels}{extra}', key=None,
+                   args=["test-mic", "--seconds", f"{VOICE.size / 16000:.1f}"])
+    assert d.wait_exit() == 0, d.output
+    assert "Traceback" not in d.output
+    return d.output
+
+
+def test_test_mic_finds_the_channel_that_carries_the_voice(run_daemon, tmp_path):
+    noise = np.random.default_rng(1).normal(0, 2000, VOICE.size)
+    out = run_test_mic(run_daemon, tmp_path, noise, VOICE.astype(np.float64))
+    assert "Listening to mic_file (16000 Hz, 2 channels, S16_LE" in out
+    assert "ch0 " in out and "ch1 " in out  # the meter: a line a second (not a terminal)
+    assert "Channel 1 carries the voice best" in out and "set audio.input_channel = 1." in out
+    assert "The level is good" in out
+
+
+@pytest.mark.parametrize("scale, said", [
+    (8.0, "Too loud: the microphone clips (or nearly). Turn its capture gain down"),
+    (0.01, "Too quiet: speech reaches"),
+])
+def test_test_mic_says_when_the_level_is_wrong(scale, said, run_daemon, tmp_path):
+    room = np.random.default_rng(2).normal(0, 2, VOICE.size)
+    out = run_test_mic(run_daemon, tmp_path, VOICE * scale + room)
+    assert said in out, out
+
+
+def test_input_gain_db_is_what_test_mic_suggests(run_daemon, tmp_path):
+    room = np.random.default_rng(2).normal(0, 2, VOICE.size)
+    out = run_test_mic(run_daemon, tmp_path, VOICE * 0.03 + room)
+    gain = out.split("audio.input_gain_db to about ")[1].split(".")[0]
+    fixed = run_test_mic(run_daemon, tmp_path, VOICE * 0.03 + room, extra=f"input_gain_db = {float(gain)}\n")
+    assert "The level is good" in fixed, fixed
+
+
+# -- the level in the journal ------------------------------------------------------------------------
+
+
+def test_a_clipping_microphone_is_said_in_the_log_once(run_daemon, tmp_path):
+    loud = np.clip(VOICE.astype(np.float64) * 8, -32768, 32767).astype("<i2")
+    (tmp_path / "mic.raw").write_bytes(loud.tobytes() * 3 + silence(2.0))
+    d = run_daemon('[audio]\ninput_device = "mic_file"\noutput_device = "spk_file"\n[wake]\nmodels = ["alexa"]\n')
+    d.wait_for(r"WARNING pivoice.audio: the microphone mic_file clips: \d+ samples at full scale in \d+ s", timeout=20)
+    d.wait_for("ready: listening")
+    assert d.stop()[0] == 0
+    assert d.count("clips:") == 1
+
+
+def test_a_microphone_silent_for_ten_minutes_is_said_once_and_its_return(caplog):
+    watch = level.LevelWatch("hw:CARD=x")
+    frame = np.zeros(1280, "<i2").tobytes()
+    with caplog.at_level(logging.INFO, "pivoice.audio"):
+        for _ in range(int(level.SILENT_SECONDS / 0.08) + 10):
+            watch.frame(frame)
+        watch.frame((np.ones(1280) * 3000).astype("<i2").tobytes())
+        for _ in range(100):
+            watch.frame(frame)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["the microphone hw:CARD=x has been nearly silent for 10 minutes (only zeros): is it muted "
+                    "(alsamixer), or is audio.input_device or audio.input_channel the wrong one? `pivoice "
+                    "test-mic` shows its level", "the microphone hw:CARD=x hears sound again"]
