@@ -144,3 +144,33 @@ def test_a_microphone_silent_for_ten_minutes_is_said_once_and_its_return(caplog)
     assert said == ["the microphone hw:CARD=x has been nearly silent for 10 minutes (only zeros): is it muted "
                     "(alsamixer), or is audio.input_device or audio.input_channel the wrong one? `pivoice "
                     "test-mic` shows its level", "the microphone hw:CARD=x hears sound again"]
+
+
+# -- a busy card -------------------------------------------------------------------------------------
+
+
+def test_a_busy_card_names_the_process_that_holds_it(tmp_path):
+    """Who holds a PCM is read from /proc/*/fd: here a process named pipewire (as its comm) holding a file
+    named as ALSA's capture PCMs are (this machine has no /dev/snd)."""
+    import subprocess
+    import sys
+
+    from pivoice.audio.alsa import busy_advice, holders
+
+    pcm = tmp_path / "snd" / "pcmC2D0c"
+    pcm.parent.mkdir()
+    pcm.write_bytes(b"")
+    code = ("import ctypes, sys, time\nctypes.CDLL(None).prctl(15, b'pipewire', 0, 0, 0)\nf = open(sys.argv[1])\n"
+            "print(1, flush=True)\ntime.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(pcm)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "1"
+        prefix = str(tmp_path / "snd" / "pcmC")
+        assert holders(True, prefix) == [f"pipewire (pid {holder.pid})"]
+        assert holders(False, prefix) == []  # it holds a capture PCM, not a playback one
+        advice = busy_advice(True, prefix)
+        assert advice.startswith(f"pipewire (pid {holder.pid}) has it open. On Raspberry Pi OS with a desktop that "
+                                 f"is the desktop's sound server (PipeWire): stop it"), advice
+    finally:
+        holder.kill()
+        holder.wait()

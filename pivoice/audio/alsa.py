@@ -10,8 +10,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import alsaaudio
@@ -113,10 +115,7 @@ def _explain(kind: str, device: str, key: str, error: str, lib_messages: str) ->
             f"which has ALSA convert."
         )
     if "Device or resource busy" in error:
-        return DeviceError(
-            f"{key}: the ALSA {kind} device '{device}' is busy (another program is using it). Stop that "
-            f"program, or use a device that shares the card (such as 'default' or a dsnoop/dmix one)."
-        )
+        return DeviceError(f"{key}: the ALSA {kind} device '{device}' is busy: {busy_advice(kind == 'capture')}")
     if "Permission denied" in error:
         return DeviceError(
             f"{key}: no permission to open the ALSA {kind} device '{device}'. Add the user pivoice runs "
@@ -126,6 +125,39 @@ def _explain(kind: str, device: str, key: str, error: str, lib_messages: str) ->
         f"{key}: cannot open the ALSA {kind} device '{device}': {reason}. Is the sound card or USB "
         f"device connected? `{lister}` lists what is there."
     )
+
+
+SOUND_SERVERS = ("pipewire", "wireplumber", "pulseaudio")
+
+
+def holders(capture: bool, prefix: str = "/dev/snd/pcmC", proc: Path = Path("/proc")) -> list[str]:
+    """The other processes that have a sound card's PCM of that direction open, as "name (pid N)"; only
+    those this process may look at (all, as root; a sandboxed service sees none)."""
+    end = "c" if capture else "p"
+    found: dict[int, str] = {}
+    for d in proc.iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if any((t := os.readlink(fd)).startswith(prefix) and t.endswith(end) for fd in (d / "fd").iterdir()):
+                found[int(d.name)] = (d / "comm").read_text().strip()
+        except OSError:
+            continue
+    return [f"{name} (pid {pid})" for pid, name in sorted(found.items())]
+
+
+def busy_advice(capture: bool, prefix: str = "/dev/snd/pcmC") -> str:
+    """Who holds the card, when that can be found, and what to do."""
+    held = holders(capture, prefix)
+    names = ", ".join(held) or "another program"
+    who = f"{names} {'have' if len(held) > 1 else 'has'} it open. "
+    if any(h.startswith(SOUND_SERVERS) for h in held) or not held:
+        who += ("On Raspberry Pi OS with a desktop that is the desktop's sound server (PipeWire): stop it for the "
+                "user who runs it (systemctl --user mask --now pipewire pipewire-pulse wireplumber), or let "
+                "pivoice share the card through a dsnoop/dmix device.")
+    else:
+        who += "Stop that program, or use a dsnoop/dmix device that shares the card."
+    return who
 
 
 def try_open(device: Any) -> str | None:
