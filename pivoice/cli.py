@@ -1,4 +1,5 @@
-"""`pivoice run` (the daemon, in the foreground) and `pivoice check` (validate the setup, then exit).
+"""`pivoice run` (the daemon, in the foreground), `check` (every piece it needs, tried), `devices` and
+`test-mic` (for setting up the sound), and `token-service` (the household's key service).
 
 Exit codes (sysexits.h): 0 stopped by SIGINT/SIGTERM or check passed; 78 configuration error (config
 file, key, wake model, unknown device name): restarting will not help; 70 an internal error (a bug:
@@ -24,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
         ("run", "run the assistant in the foreground (what the systemd service runs)"),
-        ("check", "check the config file, the API key and the wake-word models, then exit"),
+        ("check", "check the config file, the API key, the wake-word models, the sound devices and GPIO, then exit"),
         ("devices", "list the sound cards and devices, what each accepts, and which ones the config picks"),
         ("test-mic", "show the microphone's level live, then say whether it is right (no API key needed)"),
     ):
@@ -49,7 +50,7 @@ def _prepare(args: argparse.Namespace):
     from .credentials import ApiKey, find_api_key
     from .live.models import KNOWN, lookup
     from .live.tokens import DeviceSecret, find_device_secret, tls_context
-    from .wake.detector import load_engine, resolve_models
+    from .wake.detector import resolve_models
 
     settings = config.load(args.config)
     logs.set_level(settings.log.level)
@@ -69,10 +70,7 @@ def _prepare(args: argparse.Namespace):
         key = find_api_key(settings.live.api_key_file)
         logs.register_secret(key.value)
         log.info("API key from %s", key.source)
-    models = resolve_models(settings.wake.models)
-    if args.command == "check":
-        load_engine(models)  # loaded in LiteRT and their shapes checked, as `run` will
-    return settings, key, models
+    return settings, key, resolve_models(settings.wake.models)
 
 
 async def _run(settings, key, models) -> None:
@@ -155,14 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             return _token_service(args)
         if args.command in ("devices", "test-mic"):
             return _diagnose(args)
-        settings, key, models = _prepare(args)
         if args.command == "check":
-            what = "device secret" if settings.live.token_url else "API key"
-            if args.online:
-                print(asyncio.run(_online(settings, key)))
-            print(f"OK: config {settings.source}, {what} from {key.source}, "
-                  f"wake words {', '.join(settings.wake.models)}")
-            return EX_OK
+            from .diagnose import check
+
+            return check.run(args, _online)
+        settings, key, models = _prepare(args)
         asyncio.run(_run(settings, key, models))
         log.info("stopped")
         return EX_OK

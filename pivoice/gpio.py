@@ -48,17 +48,18 @@ class Gpio:
         self.available = False
         self._held = False
 
-    def open(self) -> None:
+    def open(self) -> str | None:
+        """Creates the LEDs and buttons; what is wrong when they cannot be used (it runs without them)."""
         s = self.settings
         if not s.enabled:
             log.info("GPIO off (gpio.enabled = false): no LEDs or buttons")
-            return
+            return None
         if s.led == "none" and s.button_pin is None and s.mute_pin is None:
-            return
+            return None
         problem = check_pins(s)
         if problem:
             log.error("%s. Running without LEDs and buttons until that is fixed.", problem)
-            return
+            return problem
         try:
             # gpiozero warns once per pin backend it could not load: kept for the one line below, which
             # says why each failed (the reason a Pi's GPIO does not work is in there, not in BadPinFactory).
@@ -69,10 +70,10 @@ class Gpio:
             self.close()
             why = "; ".join(str(w.message).removeprefix("Falling back from ") for w in fallbacks
                             if str(w.message).startswith("Falling back from "))
-            log.warning("GPIO not available (%s: %s%s): running without LEDs and buttons. On a Pi, the user "
-                        "pivoice runs as must be in the 'gpio' group.", type(e).__name__, e,
-                        f" [{why}]" if why else "")
-            return
+            problem = (f"GPIO not available ({type(e).__name__}: {e}{f' [{why}]' if why else ''}): running without "
+                       f"LEDs and buttons. On a Pi, the user pivoice runs as must be in the 'gpio' group.")
+            log.warning("%s", problem)
+            return problem
         self.available = True
         parts = []
         if self.led is not None:
@@ -82,6 +83,7 @@ class Gpio:
         if self.mute_button is not None:
             parts.append(f"mute button on GPIO{s.mute_pin}")
         log.info("GPIO: %s", ", ".join(parts))
+        return None
 
     def _create(self) -> None:
         from gpiozero import LED, PWMLED, RGBLED, Button

@@ -39,7 +39,8 @@ def test_invisible_characters_around_a_key_are_taken_off(wrapped, tmp_path):
                        r"key \(U\+00E9 at position 5\)"),
     ("AIza\x07bell", r"holds a character that cannot be part of an API key \(U\+0007 at position 5\)"),
 ])
-def test_check_refuses_what_cannot_be_a_key(value, message, run_daemon):
+def test_check_refuses_what_cannot_be_a_key(value, message, run_daemon, tmp_path):
+    (tmp_path / "mic.raw").write_bytes(b"\0" * 3200)  # the microphone is fine: only the key is not
     d = run_daemon(CONFIG.format(mic="mic_file"), key=value, args=["check"])
     assert d.wait_exit() == 78, d.output
     errors = [line for line in d.lines if "ERROR" in line]

@@ -174,3 +174,45 @@ def test_a_busy_card_names_the_process_that_holds_it(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+# -- pivoice check -----------------------------------------------------------------------------------
+
+FINE = '[audio]\ninput_device = "mic_file"\noutput_device = "spk_file"\n'
+BROKEN = {  # piece: (config, API key, the FAIL line's text, exit status)
+    "API key": (FINE, None, "no Gemini API key found. Give pivoice a Gemini API key in one of three ways", 78),
+    "wake words": (FINE + '[wake]\nmodels = ["hey_nobody"]\n', "AIzaTEST", "wake.models: ", 78),
+    "microphone": (FINE.replace("mic_file", "mic_nowhere"), "AIzaTEST",
+                   "audio.input_device: there is no ALSA capture device named 'mic_nowhere'", 78),
+    "speaker": (FINE.replace('output_device = "spk_file"', 'output_device = "usb:4c4a:4155"'), "AIzaTEST",
+                "audio.output_device: no USB sound card 4c4a:4155 is connected", 69),
+    "GPIO": (FINE + "[gpio]\nbutton_pin = 17\n", "AIzaTEST", "GPIO not available (BadPinFactory", 69),
+}
+
+
+@pytest.mark.parametrize("piece", list(BROKEN))
+def test_check_names_each_broken_piece_and_tries_the_rest(piece, run_daemon, tmp_path):
+    cfg, key, said, status = BROKEN[piece]
+    (tmp_path / "mic.raw").write_bytes(silence(0.5))
+    d = run_daemon(cfg, key=key, args=["check"], extra_env={"GPIOZERO_PIN_FACTORY": ""})
+    assert d.wait_exit() == status, d.output
+    rows = {line.split(":")[0].split(None, 1)[1]: line for line in d.lines if line.startswith(("  ok ", "  FAIL "))}
+    assert set(rows) == {"API key", "wake words", "microphone", "speaker", "GPIO"}, d.output
+    assert rows[piece].startswith(f"  FAIL  {piece}: ") and said in rows[piece], d.output
+    assert all(line.startswith("  ok ") for name, line in rows.items() if name != piece), d.output
+    assert f"NOT OK: {piece} (see above)" in d.output
+    errors = [line for line in d.lines if " ERROR " in line]
+    assert len(errors) == 1 and f"ERROR pivoice: {piece}: " in errors[0], d.output
+    assert "Traceback" not in d.output and "OK: config" not in d.output
+
+
+def test_check_passes_with_every_piece_there(run_daemon, tmp_path):
+    (tmp_path / "mic.raw").write_bytes(silence(0.5))
+    d = run_daemon(FINE + '[gpio]\nled = "led"\nled_pins = [5]\nbutton_pin = 17\n', args=["check"],
+                   extra_env={"GPIOZERO_PIN_FACTORY": "mock"})
+    assert d.wait_exit() == 0, d.output
+    assert "  ok    microphone: 'mic_file' opened: 16000 Hz, 1 channel, S16_LE" in d.output
+    assert "  ok    speaker: 'spk_file' opened: 24000 Hz, 1 channel, S16_LE" in d.output
+    assert "  ok    GPIO: in use: led LED on GPIO5, button on GPIO17" in d.output
+    assert "  ok    wake words: hey_jarvis (loaded, threshold 0.5)" in d.output
+    assert "\nOK: config " in d.output

@@ -392,8 +392,11 @@ Environment=SSL_CERT_FILE={SHARE}/standin-ca.pem
         assert 'token_ca_file = "/etc/pivoice/token-ca.pem"' in config
         s.wait_status(IDLE)
         check = c.run("/opt/pivoice/venv/bin/pivoice check --online --config /etc/pivoice/pivoice.toml",
-                      env={"GOOGLE_GEMINI_BASE_URL": s.standin.base_url, "SSL_CERT_FILE": f"{SHARE}/standin-ca.pem"})
+                      env={"GOOGLE_GEMINI_BASE_URL": s.standin.base_url, "SSL_CERT_FILE": f"{SHARE}/standin-ca.pem"},
+                      check=False)
         assert "OK online: the key service gave a token" in check.stdout, check.stdout + check.stderr
+        # Every other piece is fine but the GPIO button: the container's kernel has no GPIO chip.
+        assert "NOT OK: GPIO (see above)" in check.stdout, check.stdout + check.stderr
         session, rec = s.converse(key=None)
         assert session.path.endswith(".BidiGenerateContentConstrained") and session.token
         assert rec.loud_span() > ANSWER_SECONDS - 1, "no answer with a token"

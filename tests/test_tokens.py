@@ -254,6 +254,7 @@ def test_a_resumption_takes_a_fresh_token_when_the_conversations_cannot_cover_it
 
 def test_check_online_gets_a_token_and_opens_a_session(tmp_path, standin, keys, run_daemon):
     ks, secrets = keys()
+    (tmp_path / "mic.raw").write_bytes(b"\0" * 3200)
     d = run_daemon(speaker_config(tmp_path, ks, secrets["kitchen"]).replace('"pv_mic"', '"mic_file"'), key=None,
                    extra_env=standin.env(), args=["check", "--online"])
     assert d.wait_exit() == 0, d.output

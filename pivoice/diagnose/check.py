@@ -1,0 +1,114 @@
+"""`pivoice check [--online]`: every piece pivoice needs, tried as `run` would, one line each, fine or not.
+
+The config comes first: when it cannot be read nothing else can be checked (one error, exit 78). Then
+the API key (or device secret), the wake-word models (loaded in LiteRT), the microphone and the speaker
+(opened in a format they take, then closed), the GPIO pins (created, then released) and, with --online,
+one Live API session. Each failing piece is one ERROR line naming it; the exit status is that of the
+first failure (78 for what a config change fixes, 69 for what is absent or busy now), 0 when all is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from argparse import Namespace
+from collections.abc import Callable
+from typing import Any
+
+from .. import config, logs
+from ..errors import EX_OK, UserError
+
+log = logging.getLogger("pivoice")
+
+
+def _key(settings: config.Settings) -> tuple[Any, str]:
+    from ..credentials import find_api_key
+    from ..live.tokens import find_device_secret, tls_context
+
+    if settings.live.token_url:
+        secret = find_device_secret(settings.live.device_secret_file)
+        logs.register_secret(secret.value)
+        if settings.live.token_url.startswith("https:"):
+            tls_context(settings.live.token_ca_file)
+        return secret, f"from {secret.source}; tokens from {settings.live.token_url}"
+    key = find_api_key(settings.live.api_key_file)
+    logs.register_secret(key.value)
+    return key, f"from {key.source}"
+
+
+def _wake(settings: config.Settings) -> str:
+    from ..wake.detector import load_engine, resolve_models
+
+    load_engine(resolve_models(settings.wake.models))
+    return f"{', '.join(settings.wake.models)} (loaded, threshold {settings.wake.threshold:g})"
+
+
+def _device(settings: config.Settings, kind: str) -> str:
+    from ..audio.device import Opener, wants
+
+    capture_want, playback_want, _ = wants(settings.audio)
+    key = "audio.input_device" if kind == "capture" else "audio.output_device"
+    device = settings.audio.input_device if kind == "capture" else settings.audio.output_device
+    pcm, got = Opener(kind, device, key, capture_want if kind == "capture" else playback_want).open()
+    pcm.close()
+    return f"'{device}' opened: {got.describe()}"
+
+
+def _gpio(settings: config.Settings) -> str:
+    from ..errors import DeviceError
+    from ..gpio import Gpio
+
+    g = Gpio(settings.gpio, assistant=None)
+    quiet = logging.getLogger("pivoice.gpio")
+    level, quiet.level = quiet.level, logging.CRITICAL  # its problem is this check's one line
+    try:
+        problem = g.open()
+        g.close()
+    finally:
+        quiet.setLevel(level)
+    if problem:
+        raise DeviceError(problem)
+    return "in use: " + ", ".join(p for p in (
+        g.settings.led != "none" and f"{g.settings.led} LED on GPIO{','.join(map(str, g.settings.led_pins))}",
+        g.settings.button_pin is not None and f"button on GPIO{g.settings.button_pin}",
+        g.settings.mute_pin is not None and f"mute button on GPIO{g.settings.mute_pin}") if p) \
+        if g.available else "none configured"
+
+
+def run(args: Namespace, online: Callable[[Any, Any], Any]) -> int:
+    """`online(settings, key)`: the coroutine of the --online session (cli.py)."""
+    settings = config.load(args.config)  # a config that cannot be read stops here (cli.py: exit 78)
+    logs.set_level(settings.log.level)
+    what = "device secret" if settings.live.token_url else "API key"
+    rows: list[tuple[str, str, UserError | None]] = []
+    key: Any = None
+
+    def piece(name: str, fn: Callable[[], str]) -> None:
+        try:
+            rows.append((name, fn(), None))
+        except UserError as e:
+            log.error("%s: %s", name, e.message)
+            rows.append((name, e.message, e))
+
+    def take_key() -> str:
+        nonlocal key
+        key, said = _key(settings)
+        return said
+
+    piece(what, take_key)
+    piece("wake words", lambda: _wake(settings))
+    piece("microphone", lambda: _device(settings, "capture"))
+    piece("speaker", lambda: _device(settings, "playback"))
+    piece("GPIO", lambda: _gpio(settings))
+    if args.online and key is not None:
+        piece("Live API", lambda: asyncio.run(online(settings, key)))
+    print(f"pivoice check, config {settings.source}:")
+    for name, said, error in rows:
+        print(f"  {'FAIL' if error else 'ok':<5} {name}: {said}")
+    failed = [(name, error) for name, _, error in rows if error is not None]
+    if failed:
+        print(f"NOT OK: {', '.join(name for name, _ in failed)} (see above)")
+        return failed[0][1].exit_code
+    source = next(said for name, said, _ in rows if name == what).removeprefix("from ").split(";")[0]
+    print(f"OK: config {settings.source}, {what} from {source}, wake words {', '.join(settings.wake.models)}")
+    return EX_OK
