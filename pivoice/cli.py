@@ -28,12 +28,16 @@ def _parser() -> argparse.ArgumentParser:
         ("check", "check the config file, the API key, the wake-word models, the sound devices and GPIO, then exit"),
         ("devices", "list the sound cards and devices, what each accepts, and which ones the config picks"),
         ("test-mic", "show the microphone's level live, then say whether it is right (no API key needed)"),
+        ("test-wake", "show the wake-word scores live (or of a WAV file), with the threshold and detections"),
     ):
         c = sub.add_parser(name, help=help_text, description=help_text)
         c.add_argument("--config", type=Path, default=None,
                        help=f"config file (default {config.DEFAULT_PATH}; built-in defaults when it is absent)")
-        if name == "test-mic":
-            c.add_argument("--seconds", type=float, default=10.0, help="how long to listen (default 10)")
+        if name in ("test-mic", "test-wake"):
+            c.add_argument("--seconds", type=float, default=10.0 if name == "test-mic" else 15.0,
+                           help="how long to listen (default %(default)g)")
+        if name == "test-wake":
+            c.add_argument("--file", type=Path, default=None, help="score this WAV file instead of the microphone")
         if name == "check":
             c.add_argument("--online", action="store_true", help="also open a Live API session (with "
                            "live.token_url: with a token from the key service)")
@@ -140,6 +144,10 @@ def _diagnose(args: argparse.Namespace) -> int:
 
         print(report(settings))
         return EX_OK
+    if args.command == "test-wake":
+        from .diagnose import testwake
+
+        return testwake.run(settings, args.file, max(1.0, args.seconds))
     from .diagnose import testmic
 
     return testmic.run(settings, max(1.0, args.seconds))
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "token-service":
             return _token_service(args)
-        if args.command in ("devices", "test-mic"):
+        if args.command in ("devices", "test-mic", "test-wake"):
             return _diagnose(args)
         if args.command == "check":
             from .diagnose import check

@@ -216,3 +216,44 @@ def test_check_passes_with_every_piece_there(run_daemon, tmp_path):
     assert "  ok    GPIO: in use: led LED on GPIO5, button on GPIO17" in d.output
     assert "  ok    wake words: hey_jarvis (loaded, threshold 0.5)" in d.output
     assert "\nOK: config " in d.output
+
+
+# -- pivoice test-wake -------------------------------------------------------------------------------
+
+
+def test_test_wake_scores_a_recording_at_another_rate_and_marks_the_detection(run_daemon, tmp_path):
+    """A 44.1 kHz stereo WAV, as a phone records: converted, scored, the detection marked."""
+    import wave
+
+    import soxr
+
+    voice = np.frombuffer(silence(0.5) + read_wav("hey_jarvis.wav") + silence(0.5), "<i2")
+    x = soxr.resample(voice, 16000, 44100, "VHQ").astype("<i2")
+    path = tmp_path / "phone.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes(np.repeat(x, 2).tobytes())
+    d = run_daemon(FINE, key=None, args=["test-wake", "--file", str(path)])
+    assert d.wait_exit() == 0, d.output
+    assert "Wake words hey_jarvis, threshold 0.5 (wake.threshold)" in d.output
+    marked = [line for line in d.lines if line.endswith("DETECTED")]
+    assert marked, d.output
+    first = float(marked[0].split()[0])
+    assert 0.9 < first < 2.0, marked[0]  # while the clip's "hey jarvis" ends, not before it
+    assert "\nHeard." in d.output
+
+
+@pytest.mark.parametrize("threshold, said", [
+    (0.999, "Close, but not heard: the best score is 0.0"),  # the clip scores about 0.99
+    (0.5, "Nothing like the wake word was heard"),
+])
+def test_test_wake_hints_at_the_threshold(threshold, said, run_daemon, tmp_path):
+    clip = "hey_jarvis.wav" if threshold > 0.9 else "command_paris.wav"
+    (tmp_path / "mic.raw").write_bytes(silence(0.5) + read_wav(clip) + silence(1.0))
+    d = run_daemon(FINE + f"[wake]\nthreshold = {threshold}\n", key=None, args=["test-wake", "--seconds", "3"])
+    assert d.wait_exit() == 0, d.output
+    assert "Listening to mic_file" in d.output  # live, from the configured microphone
+    assert said in d.output, d.output
+    assert "Traceback" not in d.output
