@@ -63,7 +63,9 @@ class Playback:
         self._pcm: Any = None  # alsaaudio.PCM while open (used by the playback thread only)
         self._poll: Any = None  # select.poll of its descriptors
         self._convert: Converter | None = None
-        self._queue: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()  # None: wake up
+        # (stop's number, stream offset, audio); None: wake up. An item queued before the last stop() is stale.
+        self._queue: queue.SimpleQueue[tuple[int, int, bytes] | None] = queue.SimpleQueue()
+        self._stops = 0
         # The played stream's timeline, in 24 kHz samples since start: `queued` counts what play() was
         # given; each period written leaves a mark (end offset, when its last sample will be heard).
         self.queued = 0
@@ -114,7 +116,7 @@ class Playback:
             if pcm:
                 self.queued += len(pcm) // 2
                 if not self._down:
-                    self._queue.put((offset, pcm))
+                    self._queue.put((self._stops, offset, pcm))
                     self._idle.clear()
             return offset
 
@@ -131,8 +133,10 @@ class Playback:
 
     def stop(self) -> None:
         """Silence now: drop what is queued and what the device holds."""
-        self._flush.set()
-        self._drain_queue()
+        with self._lock:
+            self._stops += 1  # what play() was given until now is not played (what it gets next is)
+            self._flush.set()
+            self._drain_queue()
         self._queue.put(None)  # wake the thread if it sleeps
 
     @property
@@ -205,11 +209,12 @@ class Playback:
         while not self._stop.is_set():
             if self._flush.is_set():
                 self._flush.clear()
-                self._drain_queue()
                 self._pcm.drop()
                 if self.echo is not None:
                     self.echo.dropped(time.monotonic())
-                self._idle.set()
+                with self._lock:  # (audio queued after the stop, e.g. an earcon, is kept and played)
+                    if self._queue.empty():
+                        self._idle.set()
                 continue
             try:
                 # Idle: sleep until there is something to do (play, stop and close wake it);
@@ -219,10 +224,10 @@ class Playback:
                 if not self._idle.is_set():
                     self._check_played_out()
                 continue
-            if item is None:
-                continue  # a wake-up
+            if item is None or item[0] != self._stops:
+                continue  # a wake-up, or audio a stop() came after
             self._progress = time.monotonic()  # the last item was written whole: the device is moving
-            offset, chunk = item
+            _, offset, chunk = item
             # A period at a time, so that a stop is not held up by a long write.
             step = self._step * 2
             for start in range(0, len(chunk), step):
