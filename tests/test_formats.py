@@ -41,6 +41,11 @@ level = "debug"
 """
 
 
+# Read from a file (unpaced), the microphone's first SLOTS frames (2.56 s) may be read before pivoice is
+# READY and scores them: the voice comes after more silence than that.
+LEAD = 3.0
+
+
 def converse(run_daemon, standin, tmp_path, cfg: str, mic_audio: bytes):
     standin.behaviour.reply_after_seconds = 2.0
     standin.behaviour.reply_pcm = REPLY
@@ -57,7 +62,7 @@ def test_devices_at_another_rate_in_stereo_hear_and_speak_right(rate, run_daemon
     """Both devices set in the config to `rate`, stereo: the wake word is heard, the Live API gets the voice
     as it was said (16 kHz), and the speaker gets the answer at `rate` on both channels."""
     cfg = config(f"input_rate = {rate}\ninput_channels = 2\noutput_rate = {rate}\noutput_channels = 2")
-    d = converse(run_daemon, standin, tmp_path, cfg, as_device(VOICE + silence(4.0), rate, 2))
+    d = converse(run_daemon, standin, tmp_path, cfg, as_device(silence(LEAD) + VOICE + silence(4.0), rate, 2))
     assert d.count(rf"capture device mic_file: {rate} Hz, 2 channels, S16_LE, period \d+ frames \(80 ms\)") == 1
     assert d.count(rf"playback device spk_file: {rate} Hz, 2 channels, S16_LE, period \d+ frames \(20 ms\)") == 1
     heard = aligned_correlation(samples(VOICE), samples(bytes(standin.sessions[0].audio)))
@@ -89,7 +94,7 @@ def test_input_channel_listens_to_one_channel_only(run_daemon, standin, tmp_path
     """A two-channel microphone with the voice on the second channel and loud noise on the first: with
     input_channel = 1 the wake word is heard and the Live API gets the voice alone."""
     rng = np.random.default_rng(7)
-    voice = samples(VOICE + silence(4.0))
+    voice = samples(silence(LEAD) + VOICE + silence(4.0))
     noise = rng.normal(0, 3000, voice.size).astype("<i2")
     mic = np.stack([noise, voice], axis=1).tobytes()
     d = converse(run_daemon, standin, tmp_path, config("input_channel = 1"), mic)
