@@ -60,6 +60,7 @@ class Assistant:
         self.detector = detector
         self.client = client
         self.tools: list[Tool] = []  # what the model may call (daemon.build: tools/builtin.py)
+        self.session_class: Any = LiveSession  # (live/echo.py's EchoSession for `pivoice run --echo`)
         self.self_trigger = self_trigger
         self.aec = aec
         self.state = State.STARTING
@@ -201,9 +202,9 @@ class Assistant:
         self.session_id += 1
         self._discard_turn = False
         handle, transcript = self._context.take()
-        session = LiveSession(self.client, self.settings.live, self.settings.vad, self._on_live_event,
-                              handle=handle, transcript=transcript, number=self.session_id, tools=self.tools,
-                              google_search=self.settings.tools.google_search)
+        session = self.session_class(self.client, self.settings.live, self.settings.vad, self._on_live_event,
+                                     handle=handle, transcript=transcript, number=self.session_id, tools=self.tools,
+                                     google_search=self.settings.tools.google_search)
         if not self.settings.vad.automatic and (talk or wake):
             # No server VAD: pivoice says when speech starts (and ends: button released, or silence).
             session.activity_start()

@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         ("check", "check the config file, the API key, the wake-word models, the sound devices and GPIO, then exit"),
         ("devices", "list the sound cards and devices, what each accepts, and which ones the config picks"),
         ("test-mic", "show the microphone's level live, then say whether it is right (no API key needed)"),
+        ("test-speaker", "play a tone and each earcon through the speaker, at the volume pivoice keeps"),
         ("test-wake", "show the wake-word scores live (or of a WAV file), with the threshold and detections"),
     ):
         c = sub.add_parser(name, help=help_text, description=help_text)
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="how long to listen (default %(default)g)")
         if name == "test-wake":
             c.add_argument("--file", type=Path, default=None, help="score this WAV file instead of the microphone")
+        if name == "run":
+            c.add_argument("--echo", action="store_true", help="no Gemini: after the wake word, play back what was "
+                           "heard (checks microphone, wake word, speaker, LEDs and buttons without a key)")
         if name == "check":
             c.add_argument("--online", action="store_true", help="also open a Live API session (with "
                            "live.token_url: with a token from the key service)")
@@ -144,6 +148,10 @@ def _diagnose(args: argparse.Namespace) -> int:
 
         print(report(settings))
         return EX_OK
+    if args.command == "test-speaker":
+        from .diagnose import testspeaker
+
+        return testspeaker.run(settings)
     if args.command == "test-wake":
         from .diagnose import testwake
 
@@ -159,12 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "token-service":
             return _token_service(args)
-        if args.command in ("devices", "test-mic", "test-wake"):
+        if args.command in ("devices", "test-mic", "test-speaker", "test-wake"):
             return _diagnose(args)
         if args.command == "check":
             from .diagnose import check
 
             return check.run(args, _online)
+        if args.echo:
+            from .wake.detector import resolve_models
+
+            settings = config.load(args.config)
+            logs.set_level(settings.log.level)
+            log.info("pivoice %s, config: %s; echo mode: no API key used", __version__, settings.source)
+            asyncio.run(_run(settings, None, resolve_models(settings.wake.models)))
+            log.info("stopped")
+            return EX_OK
         settings, key, models = _prepare(args)
         asyncio.run(_run(settings, key, models))
         log.info("stopped")

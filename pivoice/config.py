@@ -296,6 +296,16 @@ class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class EarconSettings(_Section):
+    enabled: bool = True
+    volume: float = Field(0.4, ge=0.0, le=1.0)
+    wake: str = ""
+    end: str = ""
+    error: str = ""
+    mute: str = ""
+    unmute: str = ""
+
+
 class Settings(_Section):
     audio: AudioSettings = AudioSettings()
     wake: WakeSettings = WakeSettings()
@@ -305,6 +315,7 @@ class Settings(_Section):
     gpio: GpioSettings = GpioSettings()
     tools: ToolSettings = ToolSettings()
     timers: TimerSettings = TimerSettings()
+    earcons: EarconSettings = EarconSettings()
     log: LogSettings = LogSettings()
     # Where the settings came from, for messages ("built-in defaults" when no file).
     source: str = Field("built-in defaults", exclude=True)

@@ -17,8 +17,10 @@ from .audio.device import wants
 from .audio.playback import Playback
 from .config import Settings
 from .credentials import CREDENTIAL_NAME, ApiKey, find_api_key
+from .earcons import Earcons
 from .errors import UserError
 from .gpio import Gpio
+from .live.echo import EchoClient, EchoSession
 from .live.setup import PreparedClient
 from .live.tokens import DeviceSecret, TokenClients, find_device_secret
 from .narration import log_transition
@@ -43,7 +45,7 @@ class Daemon:
     assistant: Assistant
     gpio: Gpio
     notifier: Notifier
-    key: ApiKey | DeviceSecret
+    key: ApiKey | DeviceSecret | None  # None: echo mode
     outputs: Outputs
     timers: Timers
     volume: Volume
@@ -55,6 +57,10 @@ class Daemon:
         starts and cannot change while it runs (systemd 252/257), so there a new key needs a restart:
         the log says so instead of pretending the new key was read."""
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        if self.key is None:
+            log.info("reloaded: echo mode has no key to read", extra=logs.fields(event="reload"))
+            self.notifier.send("READY=1")
+            return
         if isinstance(self.key, DeviceSecret):
             self._reload_secret()
             return
@@ -117,16 +123,18 @@ class Daemon:
             self.gpio.close()
             self.outputs.close()
             self.timers.close()
+            self.volume.close()
             if signals:
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
 
 
-def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path] | None = None) -> Daemon:
-    """The daemon's parts, wired. `key`: the API key, or with live.token_url the device secret. `models`: the
-    resolved wake-word models (resolved here when not given)."""
+def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[str, Path] | None = None) -> Daemon:
+    """The daemon's parts, wired. `key`: the API key, or with live.token_url the device secret; None: echo mode
+    (`pivoice run --echo`, live/echo.py). `models`: the resolved wake-word models (resolved here when not
+    given)."""
     models = models if models is not None else resolve_models(settings.wake.models)
-    client = (TokenClients(settings.live, key) if isinstance(key, DeviceSecret)
+    client = (EchoClient() if key is None else TokenClients(settings.live, key) if isinstance(key, DeviceSecret)
               else PreparedClient(key, settings.live))
     aec = EchoCanceller() if settings.audio.echo_cancellation else None
     capture_want, playback_want, channel = wants(settings.audio)
@@ -142,9 +150,12 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
         SelfTriggerGuard(models, settings.wake.threshold, playback.heard_at),
         aec,
     )
+    if key is None:
+        assistant.session_class = EchoSession
     tools, outputs, timers, volume = _device_tools(settings, assistant, playback)
     assistant.tools = tools
     ringer = Ringer(playback, assistant.dispatch, settings.timers.ring_seconds, lambda: assistant.problem)
+    earcons = Earcons(settings.earcons, playback)
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
     assistant.listeners.append(lambda t: client.prepare() if t.event is Event.READY else None)
@@ -152,6 +163,7 @@ def build(settings: Settings, key: ApiKey | DeviceSecret, models: dict[str, Path
     assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
     assistant.listeners.append(gpio.on_transition)
     assistant.listeners.append(ringer.on_transition)
+    assistant.listeners.append(earcons.on_transition)
     if settings.timers.enabled:
         assistant.listeners.append(lambda t: timers.start() if t.event is Event.READY
                                    else timers.close() if t.event is Event.STOP else None)

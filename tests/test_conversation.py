@@ -18,6 +18,9 @@ output_device = "{speaker}"
 follow_up_seconds = {follow_up}
 [live]
 model = "gemini-2.5-flash-native-audio-preview-12-2025"
+[earcons]
+# Off: this file measures the answers' audio at the speaker (tests/test_earcons.py tests the earcons).
+enabled = false
 [log]
 level = "debug"
 """

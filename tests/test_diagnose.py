@@ -187,6 +187,8 @@ BROKEN = {  # piece: (config, API key, the FAIL line's text, exit status)
     "speaker": (FINE.replace('output_device = "spk_file"', 'output_device = "usb:4c4a:4155"'), "AIzaTEST",
                 "audio.output_device: no USB sound card 4c4a:4155 is connected", 69),
     "GPIO": (FINE + "[gpio]\nbutton_pin = 17\n", "AIzaTEST", "GPIO not available (BadPinFactory", 69),
+    "earcons": (FINE + '[earcons]\nwake = "/nowhere/ding.wav"\n', "AIzaTEST",
+                "earcons.wake: cannot read /nowhere/ding.wav as a WAV file", 78),
 }
 
 
@@ -197,7 +199,7 @@ def test_check_names_each_broken_piece_and_tries_the_rest(piece, run_daemon, tmp
     d = run_daemon(cfg, key=key, args=["check"], extra_env={"GPIOZERO_PIN_FACTORY": ""})
     assert d.wait_exit() == status, d.output
     rows = {line.split(":")[0].split(None, 1)[1]: line for line in d.lines if line.startswith(("  ok ", "  FAIL "))}
-    assert set(rows) == {"API key", "wake words", "microphone", "speaker", "GPIO"}, d.output
+    assert set(rows) == {"API key", "wake words", "microphone", "speaker", "GPIO", "earcons"}, d.output
     assert rows[piece].startswith(f"  FAIL  {piece}: ") and said in rows[piece], d.output
     assert all(line.startswith("  ok ") for name, line in rows.items() if name != piece), d.output
     assert f"NOT OK: {piece} (see above)" in d.output
@@ -215,6 +217,7 @@ def test_check_passes_with_every_piece_there(run_daemon, tmp_path):
     assert "  ok    speaker: 'spk_file' opened: 24000 Hz, 1 channel, S16_LE" in d.output
     assert "  ok    GPIO: in use: led LED on GPIO5, button on GPIO17" in d.output
     assert "  ok    wake words: hey_jarvis (loaded, threshold 0.5)" in d.output
+    assert "  ok    earcons: volume 0.4; the built-in ones" in d.output
     assert "\nOK: config " in d.output
 
 
@@ -257,3 +260,25 @@ def test_test_wake_hints_at_the_threshold(threshold, said, run_daemon, tmp_path)
     assert "Listening to mic_file" in d.output  # live, from the configured microphone
     assert said in d.output, d.output
     assert "Traceback" not in d.output
+
+
+# -- pivoice run --echo ------------------------------------------------------------------------------
+
+
+def test_run_echo_plays_back_what_was_said_after_the_wake_word_without_a_key(run_daemon, tmp_path):
+    import soxr
+    from harness import aligned_correlation
+
+    command = read_wav("command_time_tokyo.wav")
+    # (3 s of silence first: from a file, the first 2.5 s may be read before pivoice is READY.)
+    (tmp_path / "mic.raw").write_bytes(silence(3.0) + read_wav("hey_jarvis.wav") + silence(0.2) + command + silence(3.0))
+    d = run_daemon(FINE + "[conversation]\nfollow_up_seconds = 1.0\n", key=None, args=["run", "--echo"])
+    d.wait_for("no follow-up: conversation over", timeout=30)
+    assert d.stop()[0] == 0
+    assert d.count(r"WARNING pivoice.live: ECHO MODE \(pivoice run --echo\): no Gemini") == 1
+    assert d.count(r"echo: playing back \d+\.\d s of what it heard") == 1
+    played = np.frombuffer((tmp_path / "speaker.raw").read_bytes(), "<i2").astype(np.float64)
+    said = soxr.resample(np.frombuffer(command, "<i2").astype(np.float64), 16000, 24000)
+    heard = aligned_correlation(played, said)
+    assert heard >= 0.95, f"what was played back correlates {heard:.3f} with the command"
+    assert "GEMINI_API_KEY" not in d.output and "Traceback" not in d.output

@@ -24,6 +24,9 @@ button_pin = 17
 long_press_seconds = 1.0
 [conversation]
 follow_up_seconds = {follow_up}
+[earcons]
+# Off: this file measures the answers' audio at the speaker (tests/test_earcons.py tests the earcons).
+enabled = false
 [log]
 level = "debug"
 """

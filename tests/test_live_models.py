@@ -100,7 +100,8 @@ def test_an_answer_outlives_a_premature_turn_complete(soundcard, standin, run_da
     b.premature_turn_complete_after = 5
     b.combined_end = True
     b.said_text = "Here is a long tone."
-    d = run_daemon(config(speaker="pv_spk", extra="transcripts = true\n"), extra_env=standin.env())
+    d = run_daemon(config(speaker="pv_spk", extra="transcripts = true\n") + "[earcons]\nenabled = false\n",
+                   extra_env=standin.env())  # (earcons off: the answer's loud span at the speaker is measured)
     rec = SpeakerRecorder(soundcard, tmp_path)
     start_conversation(d, soundcard)
     d.wait_for("answer played: listening for a follow-up", timeout=25)

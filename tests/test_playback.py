@@ -20,6 +20,9 @@ input_device = "pv_mic"
 output_device = "{speaker}"
 [conversation]
 follow_up_seconds = {follow_up}
+[earcons]
+# Off: this file measures the answers' audio at the speaker (tests/test_earcons.py tests the earcons).
+enabled = false
 [log]
 level = "debug"
 """

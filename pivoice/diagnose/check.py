@@ -2,7 +2,8 @@
 
 The config comes first: when it cannot be read nothing else can be checked (one error, exit 78). Then
 the API key (or device secret), the wake-word models (loaded in LiteRT), the microphone and the speaker
-(opened in a format they take, then closed), the GPIO pins (created, then released) and, with --online,
+(opened in a format they take, then closed), the GPIO pins (created, then released), the earcons' WAV
+files (read) and, with --online,
 one Live API session. Each failing piece is one ERROR line naming it; the exit status is that of the
 first failure (78 for what a config change fixes, 69 for what is absent or busy now), 0 when all is fine.
 """
@@ -75,6 +76,17 @@ def _gpio(settings: config.Settings) -> str:
         if g.available else "none configured"
 
 
+def _earcons(settings: config.Settings) -> str:
+    from ..earcons import NAMES, Earcons
+
+    e = settings.earcons
+    if not e.enabled:
+        return "off"
+    Earcons(e, playback=None)  # the WAV files read, as at start
+    files = [f"{n} {getattr(e, n)}" for n in NAMES if getattr(e, n)]
+    return f"volume {e.volume:g}; " + (f"from files: {', '.join(files)}" if files else "the built-in ones")
+
+
 def run(args: Namespace, online: Callable[[Any, Any], Any]) -> int:
     """`online(settings, key)`: the coroutine of the --online session (cli.py)."""
     settings = config.load(args.config)  # a config that cannot be read stops here (cli.py: exit 78)
@@ -100,6 +112,7 @@ def run(args: Namespace, online: Callable[[Any, Any], Any]) -> int:
     piece("microphone", lambda: _device(settings, "capture"))
     piece("speaker", lambda: _device(settings, "playback"))
     piece("GPIO", lambda: _gpio(settings))
+    piece("earcons", lambda: _earcons(settings))
     if args.online and key is not None:
         piece("Live API", lambda: asyncio.run(online(settings, key)))
     print(f"pivoice check, config {settings.source}:")

@@ -50,6 +50,12 @@ class Volume:
                 self.problem = f"audio.volume_control '{self._control}' cannot be set ({e})"
                 log.error("%s", self.problem, extra=fields(event="volume"))
 
+    def close(self) -> None:
+        """Let go of the mixer control (at stop)."""
+        mixer, self._mixer = self._mixer, None
+        if mixer is not None:
+            mixer.close()
+
     def get(self) -> int:
         if self._mixer is not None:
             levels = self._mixer.getvolume()
