@@ -282,3 +282,35 @@ def test_run_echo_plays_back_what_was_said_after_the_wake_word_without_a_key(run
     heard = aligned_correlation(played, said)
     assert heard >= 0.95, f"what was played back correlates {heard:.3f} with the command"
     assert "GEMINI_API_KEY" not in d.output and "Traceback" not in d.output
+
+
+# -- pivoice test-speaker ----------------------------------------------------------------------------
+
+
+def test_test_speaker_plays_a_tone_and_each_earcon_at_the_kept_volume(run_daemon, tmp_path):
+    import json
+
+    from pivoice.config import EarconSettings
+    from pivoice.diagnose.testspeaker import tone
+    from pivoice.earcons import NAMES, Earcons
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "volume.json").write_text(json.dumps({"percent": 100}))
+    d = run_daemon(FINE, key=None, args=["test-speaker"], extra_env={"STATE_DIRECTORY": str(state)})
+    assert d.wait_exit() == 0, d.output
+    assert f"Playing to spk_file at volume 100 % (pivoice's software gain; kept in {state}/volume.json)" in d.output
+    for name in NAMES:
+        assert f"  the {name} earcon (built-in, earcons.volume 0.4)" in d.output
+    played = (tmp_path / "speaker.raw").read_bytes()
+    sounds = [tone(), *(Earcons(EarconSettings(), None).sounds[n] for n in NAMES)]
+    at = [played.find(s) for s in sounds]
+    assert all(a >= 0 for a in at) and at == sorted(at), at  # each, whole, in that order
+    # At a kept volume of 50 %, pivoice's software gain: the same tone, quieter.
+    (state / "volume.json").write_text(json.dumps({"percent": 50}))
+    (tmp_path / "speaker.raw").unlink()
+    d = run_daemon(FINE, key=None, args=["test-speaker"], extra_env={"STATE_DIRECTORY": str(state)})
+    assert d.wait_exit() == 0 and "at volume 50 %" in d.output, d.output
+    loud = np.frombuffer(tone(), "<i2")
+    quiet = np.frombuffer((tmp_path / "speaker.raw").read_bytes(), "<i2")[: loud.size]  # the tone comes first
+    assert 0.02 < np.abs(quiet).max() / np.abs(loud).max() < 0.045  # 50 %: about -30 dB
