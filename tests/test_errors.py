@@ -70,6 +70,7 @@ def test_bad_key_file(content, pattern, run_daemon, tmp_path):
 
 
 def test_key_from_systemd_credential_is_used_and_never_logged(run_daemon, standin, tmp_path):
+    (tmp_path / "mic.raw").write_bytes(b"\0" * 3200)  # check opens the microphone too
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "gemini-api-key").write_text(TEST_KEY + "\n")
