@@ -64,6 +64,14 @@ def roots(request, tmp_path_factory):
         remove_tree(base / "root")
 
 
+@pytest.fixture(autouse=True)
+def fresh_start_limit(request):
+    """Each test may start the service as often as it needs: the unit's start limit (10 starts in 5 min)
+    counts from the test's beginning, not across the tests before it in the same container."""
+    if "system" in request.fixturenames:
+        request.getfixturevalue("system").c.systemctl("reset-failed", "pivoice", check=False)
+
+
 def one_release(release: str):
     """Runs a test in one release's container only: for what does not differ between the two systemd
     versions (252, 257), to keep the suite's time down. What does differ (credentials, the unit's
