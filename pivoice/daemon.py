@@ -134,11 +134,12 @@ def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[st
     (`pivoice run --echo`, live/echo.py). `models`: the resolved wake-word models (resolved here when not
     given)."""
     models = models if models is not None else resolve_models(settings.wake.models)
-    client = (EchoClient() if key is None else TokenClients(settings.live, key) if isinstance(key, DeviceSecret)
-              else PreparedClient(key, settings.live))
     aec = EchoCanceller() if settings.audio.echo_cancellation else None
     capture_want, playback_want, channel = wants(settings.audio)
     playback = Playback(settings.audio.output_device, echo=aec, want=playback_want)
+    client = (EchoClient() if key is None
+              else TokenClients(settings.live, key) if isinstance(key, DeviceSecret)
+              else PreparedClient(key, settings.live))
     detector = WakeDetector(models, settings.wake.threshold)
     assistant = Assistant(
         settings,

@@ -102,7 +102,7 @@ class Earcons:
 
     @staticmethod
     def earcon_for(t: Transition) -> str | None:
-        if t.event is Event.WAKE and t.old is State.ERROR:
+        if t.event in (Event.WAKE, Event.TAP) and t.old is State.ERROR:
             return "error"  # heard, but it cannot answer
         if (t.new is State.CONNECTING and t.old is not State.CONNECTING) or t.event is Event.BARGE_IN:
             return "wake"

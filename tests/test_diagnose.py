@@ -265,22 +265,30 @@ def test_test_wake_hints_at_the_threshold(threshold, said, run_daemon, tmp_path)
 # -- pivoice run --echo ------------------------------------------------------------------------------
 
 
-def test_run_echo_plays_back_what_was_said_after_the_wake_word_without_a_key(run_daemon, tmp_path):
+def test_run_echo_plays_back_what_was_said_after_the_wake_word_without_a_key(soundcard, run_daemon, tmp_path):
+    """On the paced card: the wake word, the chime, then the question; it comes back from the speaker."""
+    import time
+
     import soxr
-    from harness import aligned_correlation
+    from harness import SpeakerRecorder, aligned_correlation
 
     command = read_wav("command_time_tokyo.wav")
-    # (3 s of silence first: from a file, the first 2.5 s may be read before pivoice is READY.)
-    (tmp_path / "mic.raw").write_bytes(silence(3.0) + read_wav("hey_jarvis.wav") + silence(0.2) + command + silence(3.0))
-    d = run_daemon(FINE + "[conversation]\nfollow_up_seconds = 1.0\n", key=None, args=["run", "--echo"])
+    rec = SpeakerRecorder(soundcard, tmp_path)
+    d = run_daemon('[audio]\ninput_device = "pv_mic"\noutput_device = "pv_spk"\n[conversation]\n'
+                   'follow_up_seconds = 2.0\n', key=None, args=["run", "--echo"])
+    d.wait_for("ready: listening")
+    soundcard.say_and_wait(read_wav("hey_jarvis.wav") + silence(0.3))
+    d.wait_for("connecting")
+    time.sleep(0.8)  # the chime, then the question
+    soundcard.say(command + silence(1.5))
     d.wait_for("no follow-up: conversation over", timeout=30)
     assert d.stop()[0] == 0
+    rec.stop()
     assert d.count(r"WARNING pivoice.live: ECHO MODE \(pivoice run --echo\): no Gemini") == 1
     assert d.count(r"echo: playing back \d+\.\d s of what it heard") == 1
-    played = np.frombuffer((tmp_path / "speaker.raw").read_bytes(), "<i2").astype(np.float64)
     said = soxr.resample(np.frombuffer(command, "<i2").astype(np.float64), 16000, 24000)
-    heard = aligned_correlation(played, said)
-    assert heard >= 0.95, f"what was played back correlates {heard:.3f} with the command"
+    heard = aligned_correlation(rec.samples.astype(np.float64), said)
+    assert heard >= 0.95, f"what was played back correlates {heard:.3f} with the question"
     assert "GEMINI_API_KEY" not in d.output and "Traceback" not in d.output
 
 

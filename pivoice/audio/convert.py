@@ -30,6 +30,8 @@ def decode(data: bytes, sample_format: str) -> np.ndarray:
     if sample_format == "S24_3LE":  # 3 bytes a sample: its upper two are the 16-bit sample
         b = np.frombuffer(data[: len(data) // 3 * 3], np.uint8).reshape(-1, 3)
         return np.ascontiguousarray(b[:, 1:]).view(SAMPLE_DTYPE).reshape(-1)
+    if sample_format not in ("S32_LE", "S24_LE"):
+        raise ValueError(f"sample format {sample_format} is not one pivoice converts")
     x = np.frombuffer(data[: len(data) // 4 * 4], "<i4")
     if sample_format == "S24_LE":  # 24 bits in the low three bytes of four
         x = x << 8
@@ -45,6 +47,8 @@ def encode(x: np.ndarray, sample_format: str) -> bytes:
         b = np.zeros((x.size, 3), np.uint8)
         b[:, 1:] = x.view(np.uint8).reshape(-1, 2)
         return b.tobytes()
+    if sample_format not in ("S32_LE", "S24_LE"):
+        raise ValueError(f"sample format {sample_format} is not one pivoice converts")
     return (x.astype("<i4") << (16 if sample_format == "S32_LE" else 8)).tobytes()
 
 

@@ -127,9 +127,12 @@ class Opener:
             use = decide(self.kind, self.device, self.key, self.want, got)
             if use is None:  # it runs at another rate than asked: size the period for that rate
                 pcm.close()
-                params = self.want.params(got.rate, got.channels)
-                pcm = open_pcm(self.kind, name, params, self.key, nonblock=True)
-                use = format_of(pcm.info())
+                try:
+                    pcm = open_pcm(self.kind, name, self.want.params(got.rate, got.channels), self.key, nonblock=True)
+                except FormatRefused:
+                    pcm = open_pcm(self.kind, name, self.want.params(rate, channels), self.key, nonblock=True)
+                again = format_of(pcm.info())
+                use = decide(self.kind, self.device, self.key, self.want, again) or again
             if tried:
                 log.debug("%s device %s refused %s (Hz/channels)", self.kind, self.device, ", ".join(tried))
             return pcm, use

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import config, logs
-from ..errors import EX_OK, UserError
+from ..errors import EX_OK, DeviceError, UserError
 
 log = logging.getLogger("pivoice")
 
@@ -50,9 +50,23 @@ def _device(settings: config.Settings, kind: str) -> str:
     capture_want, playback_want, _ = wants(settings.audio)
     key = "audio.input_device" if kind == "capture" else "audio.output_device"
     device = settings.audio.input_device if kind == "capture" else settings.audio.output_device
-    pcm, got = Opener(kind, device, key, capture_want if kind == "capture" else playback_want).open()
+    try:
+        pcm, got = Opener(kind, device, key, capture_want if kind == "capture" else playback_want).open()
+    except DeviceError as e:
+        if "is busy" in e.message and _service_running():
+            return f"'{device}' is in use by the running pivoice service (stop it to check the device itself)"
+        raise
     pcm.close()
     return f"'{device}' opened: {got.describe()}"
+
+
+def _service_running() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("systemctl") is None:
+        return False
+    return subprocess.run(["systemctl", "is-active", "--quiet", "pivoice"], timeout=10).returncode == 0
 
 
 def _gpio(settings: config.Settings) -> str:

@@ -15,11 +15,13 @@ from typing import TextIO
 
 import numpy as np
 
+from ..audio.capture import STALL_SECONDS
 from ..audio.cards import resolve
 from ..audio.convert import decode
 from ..audio.device import Opener, Want
 from ..audio.probe import accepts
 from ..config import Settings
+from ..errors import DeviceError
 
 BLOCK_SECONDS = 0.1  # one level reading
 CLIP = 32700  # a sample this close to full scale is clipped (or about to be)
@@ -64,12 +66,13 @@ def run(settings: Settings, seconds: float, out: TextIO = sys.stdout) -> int:
     clipped = np.zeros(got.channels, np.int64)
     last_wall = 0.0
     try:
+        heard = time.monotonic()
         while len(rms) * BLOCK_SECONDS < seconds:
-            if not poll.poll(500):
-                continue
-            n, data = pcm.read()
+            n, data = pcm.read() if poll.poll(500) else (0, b"")
             if n <= 0:
+                silent_for(heard, audio.input_device)
                 continue
+            heard = time.monotonic()
             x = decode(data, got.sample_format).astype(np.float64) * gain
             pending = np.concatenate([pending, np.clip(x, -32768, 32767).reshape(-1, got.channels)])
             while len(pending) >= block:
@@ -91,6 +94,15 @@ def run(settings: Settings, seconds: float, out: TextIO = sys.stdout) -> int:
         out.write("\n")
     print(advice(np.stack(rms), np.stack(peaks), clipped, audio.input_gain_db), file=out)
     return 0
+
+
+def silent_for(since: float, device: str) -> None:
+    """A device that delivers nothing for STALL_SECONDS (a HAT without its clock, a suspended source) is
+    said so, rather than waited for forever."""
+    if time.monotonic() - since > STALL_SECONDS:
+        raise DeviceError(f"audio.input_device: the capture device {device} opened but delivered no audio for "
+                          f"{STALL_SECONDS:g} s (its driver or clock is not running, or a sound server holds it "
+                          f"suspended)")
 
 
 def _meter(channel: int, rms: float, peak: float) -> str:

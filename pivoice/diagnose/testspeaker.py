@@ -41,7 +41,8 @@ def run(settings: Settings, out: TextIO = sys.stdout) -> int:
     _, want, _ = wants(audio)
     playback = Playback(audio.output_device, want=want)
     playback.open()  # a device that cannot be opened: the error names the key
-    state = SERVICE_STATE if not os.environ.get("STATE_DIRECTORY") and (SERVICE_STATE / "volume.json").exists() \
+    # (os.path.exists: /var/lib/pivoice is 0700, and Path.exists() raises PermissionError there without sudo)
+    state = SERVICE_STATE if not os.environ.get("STATE_DIRECTORY") and os.path.exists(SERVICE_STATE / "volume.json") \
         else state_dir()
     volume = Volume(audio.volume_control, audio.mixer_device, playback, state / "volume.json")
     volume.open()

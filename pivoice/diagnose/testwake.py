@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import select
 import sys
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..audio.format import IN_RATE
 from ..config import Settings
 from ..errors import ConfigError
 from ..wake.detector import load_engine, resolve_models
+from .testmic import silent_for
 
 SHOWN = 0.1  # scores below this are not printed
 CLOSE = 0.15  # a best score this far below the threshold (or less) gets a hint
@@ -52,6 +54,10 @@ def from_microphone(settings: Settings, seconds: float, out: TextIO) -> Iterator
     audio = settings.audio
     want, _, channel = wants(audio)
     pcm, got = Opener("capture", audio.input_device, "audio.input_device", want).open()
+    if channel is not None and channel >= got.channels:
+        pcm.close()
+        raise ConfigError(f"audio.input_channel: it is {channel}, but the capture device {audio.input_device} has "
+                          f"{got.channels} channel{'s' if got.channels > 1 else ''} (0 is the first)")
     convert = Converter(got.rate, got.channels, IN_RATE, 1, in_format=got.sample_format,
                         pick=channel if got.channels > 1 else None)
     gain = 10 ** (audio.input_gain_db / 20)
@@ -60,13 +66,14 @@ def from_microphone(settings: Settings, seconds: float, out: TextIO) -> Iterator
     poll = select.poll()
     for fd, mask in pcm.polldescriptors():
         poll.register(fd, mask)
-    heard = 0
+    heard, last = 0, time.monotonic()
     try:
         while heard < seconds * IN_RATE:
-            if not poll.poll(500):
-                continue
-            n, data = pcm.read()
-            if n > 0:
+            n, data = pcm.read() if poll.poll(500) else (0, b"")
+            if n <= 0:
+                silent_for(last, audio.input_device)
+            else:
+                last = time.monotonic()
                 x = np.frombuffer(convert(data), "<i2").astype(np.float64) * gain
                 heard += x.size
                 yield np.clip(x, -32768, 32767).astype("<i2").tobytes()

@@ -3,8 +3,10 @@ the microphone, the wake word, the speaker, the LEDs, the buttons and the earcon
 
 An EchoSession stands where a LiveSession would (the assistant drives it the same way): after the wake
 word it waits for speech, records it until SILENCE_SECONDS of quiet (or MAX_SECONDS), and "answers" with
-that recording played back, then waits for a follow-up as after a real answer. Its own playback is not
-recorded (the microphone is ignored while it plays). Nothing leaves the machine.
+that recording played back, then waits for a follow-up as after a real answer. It listens from the
+session's start (the wake word in the ring's pre-roll is not part of the question), not during the wake
+earcon, and not while it plays back (for as long as the recording lasts, also when that is interrupted).
+So: say the wake word, then the question after the chime. Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ SILENCE_SECONDS = 0.8  # quiet after speech that ends the turn
 MAX_SECONDS = 10.0  # the longest turn recorded
 BEFORE_SECONDS = 0.3  # kept from before the speech began (its first syllable)
 CHUNK = OUT_RATE // 5  # 200 ms of answer per ModelAudio, as the Live API sends it
+DEAF_AFTER_SOUND = 0.5  # seconds after the session starts (the wake earcon) and after its playback
 
 
 class EchoClient:
@@ -42,6 +45,7 @@ class EchoSession:
     def __init__(self, client: Any, live: Any, vad: Any, on_event: Callable[[Any], None], *, number: int = 0,
                  transcript: Transcript | None = None, **_: Any):
         self._on_event = on_event
+        self._listening = False  # from the session's start on: the ring's wake word is not the question
         self.number = number
         self.transcript = transcript if transcript is not None else Transcript()
         self.tools_busy = False
@@ -50,10 +54,12 @@ class EchoSession:
         self._speaking = False
         self._quiet = 0  # samples of quiet since the last speech
         self._floor = 100.0  # the noise floor's RMS, learnt
-        self._deaf_until = 0.0  # its own answer plays until then (time.monotonic())
+        self._deaf_until = 0.0  # deaf until then (time.monotonic()): the wake earcon, its own answer's tail
 
     async def run(self) -> None:
         try:
+            self._listening = True
+            self._deaf_until = time.monotonic() + DEAF_AFTER_SOUND  # the wake earcon
             self._on_event(Connected(setup_ms=0.0))
             await self._closed.wait()
         finally:
@@ -68,6 +74,8 @@ class EchoSession:
             self._answer()
 
     def send_audio(self, pcm: bytes) -> None:
+        if not self._listening:
+            return  # the ring's audio from before the detection: the wake word itself
         if time.monotonic() < self._deaf_until:
             return
         x = np.frombuffer(pcm, SAMPLE_DTYPE)
@@ -84,6 +92,8 @@ class EchoSession:
                 self._on_event(Speaking())
             return
         self._quiet = 0 if loud else self._quiet + x.size
+        if loud:
+            self._on_event(Speaking())  # (as the Live API's activity detection: keeps the follow-up open)
         total = sum(a.size for a in self._heard)
         if self._quiet >= SILENCE_SECONDS * IN_RATE or total >= MAX_SECONDS * IN_RATE:
             self._answer()
@@ -94,7 +104,7 @@ class EchoSession:
         convert = Converter(IN_RATE, 1, OUT_RATE, 1)
         reply = convert(heard.tobytes()) + convert.flush()
         log.info("echo: playing back %.1f s of what it heard", heard.size / IN_RATE)
-        self._deaf_until = time.monotonic() + len(reply) / 2 / OUT_RATE + 0.5
+        self._deaf_until = time.monotonic() + len(reply) / 2 / OUT_RATE + DEAF_AFTER_SOUND  # its own voice
         # As a session's events come: from the event loop, not from inside the assistant's send_audio().
         asyncio.get_running_loop().call_soon(self._reply, reply)
 
