@@ -30,10 +30,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ..errors import ConfigError
-from .convert import Converter
+from .convert import Converter, amplify
 from .device import Opener, Want
 from .format import IN_RATE
 from .level import LevelWatch
@@ -178,7 +176,7 @@ class Capture:
             if self._convert is not None:
                 data = self._convert(data)
             if self._gain != 1.0:
-                data = np.clip(np.frombuffer(data, "<i2") * self._gain, -32768, 32767).astype("<i2").tobytes()
+                data = amplify(data, self._gain)
             self._level.frame(data)
             frame = Frame(index, data, time.monotonic())
             index = self.newest = frame.end

@@ -52,6 +52,11 @@ def encode(x: np.ndarray, sample_format: str) -> bytes:
     return (x.astype("<i4") << (16 if sample_format == "S32_LE" else 8)).tobytes()
 
 
+def amplify(pcm: bytes, factor: float) -> bytes:
+    """s16le samples times `factor` (audio.input_gain_db), clipped to what 16 bits hold."""
+    return np.clip(np.frombuffer(pcm, SAMPLE_DTYPE) * factor, -32768, 32767).astype(SAMPLE_DTYPE).tobytes()
+
+
 class Converter:
     """Streaming conversion between a device's format and pivoice's (16-bit, mono, its rate), either way:
     `in_*` what comes in, `out_*` what goes out. `pick`: of several channels coming in, use this one

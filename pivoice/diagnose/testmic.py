@@ -7,7 +7,6 @@ the voice. Levels are in dBFS (0 is the loudest a sample can be). Counted in aud
 
 from __future__ import annotations
 
-import math
 import select
 import sys
 import time
@@ -19,12 +18,14 @@ from ..audio.capture import STALL_SECONDS
 from ..audio.cards import resolve
 from ..audio.convert import decode
 from ..audio.device import Opener, Want
+from ..audio.format import IN_RATE
+from ..audio.level import CLIP
+from ..audio.level import dbfs as level_dbfs
 from ..audio.probe import accepts
 from ..config import Settings
 from ..errors import DeviceError
 
 BLOCK_SECONDS = 0.1  # one level reading
-CLIP = 32700  # a sample this close to full scale is clipped (or about to be)
 QUIET_DBFS = -45.0  # the loud parts of speech below this: too quiet for the wake word
 LOUD_DBFS = -3.0  # peaks above this: too close to clipping
 TARGET_DBFS = -25.0  # where speech should be
@@ -32,7 +33,8 @@ MAX_GAIN_DB = 30.0  # the highest audio.input_gain_db
 
 
 def dbfs(x: float) -> float:
-    return 20 * math.log10(max(x, 1e-9) / 32768)
+    """dBFS of an RMS or peak level."""
+    return level_dbfs(x * x)
 
 
 def channels_to_read(settings: Settings) -> int:
@@ -50,7 +52,7 @@ def channels_to_read(settings: Settings) -> int:
 
 def run(settings: Settings, seconds: float, out: TextIO = sys.stdout) -> int:
     audio = settings.audio
-    want = Want(audio.input_rate or 16000, channels_to_read(settings), audio.input_period_ms, audio.input_periods)
+    want = Want(audio.input_rate or IN_RATE, channels_to_read(settings), audio.input_period_ms, audio.input_periods)
     pcm, got = Opener("capture", audio.input_device, "audio.input_device", want).open()
     gain = 10 ** (audio.input_gain_db / 20)
     live = out.isatty()

@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
-from ..audio.convert import Converter
+from ..audio.convert import Converter, amplify
 from ..audio.device import Opener, wants
 from ..audio.format import IN_RATE
 from ..config import Settings
@@ -74,9 +72,9 @@ def from_microphone(settings: Settings, seconds: float, out: TextIO) -> Iterator
                 silent_for(last, audio.input_device)
             else:
                 last = time.monotonic()
-                x = np.frombuffer(convert(data), "<i2").astype(np.float64) * gain
-                heard += x.size
-                yield np.clip(x, -32768, 32767).astype("<i2").tobytes()
+                pcm16 = amplify(convert(data), gain)
+                heard += len(pcm16) // 2
+                yield pcm16
     finally:
         pcm.close()
 
