@@ -283,7 +283,7 @@ service_boards() {  # the same, in the service's sandbox as far as a chroot has 
 }
 
 arm64_tests() {  # the test suite, less what needs a sound server or journald (tests/arm64_probe.py says what)
-  in_root "$1" "$2" 'PYTHONPATH=tests .venv/bin/python -m pytest -p arm64_probe -p no:cacheprovider -q tests/' |
+  in_root "$1" "$2" 'PYTHONPATH=tests .venv/bin/python -m pytest -p arm64_probe -p no:cacheprovider -n 0 -q tests/' |
     tee "$OUT"
   tail -n 1 "$OUT" | tr -d '=' | sed 's/^ *//' >"$DETAIL"
 }

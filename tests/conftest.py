@@ -5,13 +5,42 @@ shared with bench/; tests import its helpers from there. Every fixture stops wha
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 from pathlib import Path
 
 import pytest
-from harness import TEST_KEY, Daemon, InProcessDaemon, NotifySocket, SoundCard, daemon_env, make_home
+from harness import (
+    TEST_KEY,
+    Daemon,
+    InProcessDaemon,
+    NotifySocket,
+    SoundCard,
+    daemon_env,
+    die_with_parent,
+    in_process_env,
+    make_home,
+)
 from standin import LiveStandIn
+
+# pytest-xdist runs the tests in two processes (pyproject.toml's addopts), a module at a time in one of
+# them (--dist loadscope: a module's fixtures, such as test_systemd.py's containers, are set up once). The
+# longest module goes first: one process boots the containers while the other runs the rest.
+LONGEST_FIRST = ("test_systemd.py",)
+
+
+def pytest_configure(config):
+    """An xdist worker dies with the run's main process, however that dies (then the processes the
+    worker's tests started die with it: harness.die_with_parent)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        die_with_parent()
+        if os.getppid() == 1:  # the main process was gone before the line above
+            os._exit(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: otherwise file order
 
 
 @pytest.fixture
@@ -83,9 +112,7 @@ def mock_pins():
 @pytest.fixture
 def in_process(monkeypatch, home, standin):
     """Start pivoice in this process, against the stand-in and the test PCMs (given a config)."""
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home))
-    for k, v in standin.env().items():
+    for k, v in {**in_process_env(home), **standin.env()}.items():
         monkeypatch.setenv(k, v)
     started: list[InProcessDaemon] = []
 

@@ -278,6 +278,16 @@ OUTSIDE_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "N
                 "INVOCATION_ID", "CREDENTIALS_DIRECTORY", "WATCHDOG_USEC")
 
 
+def in_process_env(home: Path) -> dict[str, str]:
+    """What this process's environment needs for ALSA to open make_home's PCMs in-process: HOME and
+    XDG_RUNTIME_DIR at `home`, and ALSA_CONFIG_PATH naming its .asoundrc. alsa-lib reads its configuration
+    once per process and re-reads it only when the list of top-level files (ALSA_CONFIG_PATH) or their
+    times change, not when HOME does: without it, a test in a process where an earlier test opened a PCM
+    gets the earlier test's definitions (files already deleted, a sound server already stopped)."""
+    top = Path(os.environ.get("ALSA_CONFIG_DIR", "/usr/share/alsa")) / "alsa.conf"
+    return {"HOME": str(home), "XDG_RUNTIME_DIR": str(home), "ALSA_CONFIG_PATH": f"{top}:{home / '.asoundrc'}"}
+
+
 def daemon_env(home: Path, key: str | None = TEST_KEY) -> dict[str, str]:
     """The environment pivoice runs in: this process's without OUTSIDE_VARS, HOME and XDG_RUNTIME_DIR at
     `home` (make_home's .asoundrc, the SoundCard's socket), pivoice from this checkout, `key` as the API key."""

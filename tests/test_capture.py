@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from harness import in_process_env
+
 from pivoice.audio.capture import IDLE_BATCH, RATE, WANT, Capture
 from pivoice.wake.detector import Detection
 
@@ -13,7 +15,8 @@ PERIOD_FRAMES = WANT.params(RATE, 1).period_frames
 def test_idle_frames_go_to_the_loop_in_batches_and_a_detection_at_once(home, tmp_path, monkeypatch):
     """While idle the loop wakes once per IDLE_BATCH frames, not per frame; a frame with a detection goes
     at once, with those before it; every frame arrives, in order; in a conversation, each frame at once."""
-    monkeypatch.setenv("HOME", str(home))
+    for k, v in in_process_env(home).items():
+        monkeypatch.setenv(k, v)
     (tmp_path / "mic.raw").write_bytes(b"".join(bytes([n, 0]) * PERIOD_FRAMES for n in range(1, 21)))
     wake_frame = 6  # the sixth frame has the wake word
     handed: list[list[int]] = []  # the frames (1-based) of each hand-over

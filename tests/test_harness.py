@@ -54,3 +54,71 @@ def test_a_test_process_that_dies_leaves_no_sound_server_or_daemon(tmp_path):
     while (left := processes_mentioning(str(home))) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert left == [], f"processes left behind: {left}"
+
+
+SECOND_HOME = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+import alsaaudio
+from harness import in_process_env, make_home
+
+for name in ("first", "second"):
+    home = make_home(Path({base!r}) / name)
+    os.environ.update(in_process_env(home) if {fixed} else {{"HOME": str(home)}})
+    pcm = alsaaudio.PCM(alsaaudio.PCM_PLAYBACK, device="spk_file", rate=16000, channels=1,
+                        format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=160)
+    pcm.write(bytes(320))
+    pcm.close()
+"""
+
+
+def test_a_test_in_a_process_that_opened_another_tests_pcms_gets_its_own(tmp_path):
+    """alsa-lib keeps the first configuration it read in a process: a second in-process test (another
+    HOME, another .asoundrc) would open the first test's spk_file. in_process_env makes it read the new
+    one; shown here with HOME alone (the old way) failing."""
+    results = {}
+    for fixed in (False, True):
+        base = tmp_path / str(fixed)
+        code = SECOND_HOME.format(tests=str(ROOT / "tests"), base=str(base), fixed=fixed)
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+        results[fixed] = (base / "second" / "speaker.raw").exists()
+    assert results == {False: False, True: True}
+
+
+HELD_TEST = """
+import time
+from pathlib import Path
+from harness import SoundCard, make_home
+
+def test_held(tmp_path):
+    card = SoundCard(make_home(Path({home!r}))).start()
+    Path({home!r}, "up").touch()
+    time.sleep(60)
+    card.stop()
+"""
+
+
+def test_a_killed_parallel_run_leaves_no_worker_or_sound_server(tmp_path):
+    """The README's command runs the tests in pytest-xdist workers: when the run's main process is killed
+    (a CI time-out), its workers and what their tests started go too, not when the test at hand ends."""
+    home = tmp_path / "held-home"
+    (tmp_path / "test_held.py").write_text(HELD_TEST.format(home=str(home)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-q",
+                            "-n", "2", f"--rootdir={tmp_path}", "-c", os.devnull, str(tmp_path / "test_held.py")],
+                           cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "up").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (home / "up").exists(), "the held test did not start"
+        assert processes_mentioning(str(home)), "the sound server should be running"
+    finally:
+        run.kill()
+        run.wait()
+    # At once: without conftest.py's pytest_configure, the worker ends its test about 5 s later.
+    deadline = time.monotonic() + 3
+    while (left := processes_mentioning(str(home))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == [], f"processes left behind: {left}"

@@ -10,7 +10,7 @@ import time
 import numpy as np
 from fakes import until
 from google.genai import types
-from harness import SpeakerRecorder, tone
+from harness import SpeakerRecorder, in_process_env, tone
 
 from pivoice.audio.playback import Playback
 from pivoice.tools import ToolRunner
@@ -35,8 +35,8 @@ def play(playback: Playback, seconds: float = 1.0) -> None:
 def test_set_volume_moves_the_mixer_control_and_the_level_at_the_speaker(soundcard, tmp_path, monkeypatch):
     import alsaaudio
 
-    monkeypatch.setenv("HOME", str(soundcard.runtime))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(soundcard.runtime))
+    for k, val in in_process_env(soundcard.runtime).items():
+        monkeypatch.setenv(k, val)
     state = tmp_path / "volume.json"
     playback = Playback("pv_spk")
     playback.open()
@@ -68,8 +68,8 @@ def test_set_volume_moves_the_mixer_control_and_the_level_at_the_speaker(soundca
 
 
 def test_without_a_control_pivoice_scales_what_it_plays_and_keeps_it(soundcard, tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(soundcard.runtime))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(soundcard.runtime))
+    for k, val in in_process_env(soundcard.runtime).items():
+        monkeypatch.setenv(k, val)
     state = tmp_path / "volume.json"
     playback = Playback("pv_spk")  # (in process, only the card's PCMs: ALSA keeps the first config it read)
     playback.open()
@@ -97,8 +97,8 @@ def test_without_a_control_pivoice_scales_what_it_plays_and_keeps_it(soundcard, 
 
 
 def test_a_control_that_is_not_there_is_said_with_the_ones_that_are(soundcard, tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(soundcard.runtime))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(soundcard.runtime))
+    for k, val in in_process_env(soundcard.runtime).items():
+        monkeypatch.setenv(k, val)
     volume = Volume("Speaker", "pv_mixer", None, tmp_path / "volume.json")
     volume.open()
     got = asyncio.run(call(volume, "set_volume", {"percent": 10}))
