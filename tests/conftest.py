@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,31 @@ from harness import (
 )
 from standin import LiveStandIn
 
-# pytest-xdist runs the tests in two processes (pyproject.toml's addopts), a module at a time in one of
-# them (--dist loadscope: a module's fixtures, such as test_systemd.py's containers, are set up once). The
-# longest module goes first: one process boots the containers while the other runs the rest.
+# pytest-xdist runs the tests in as many processes as the machine has idle cores (pyproject.toml's addopts
+# `-n auto`, and pytest_xdist_auto_num_workers below), a module at a time in one of them (--dist loadscope:
+# a module's fixtures, such as test_systemd.py's containers, are set up once). The longest module goes
+# first: one process boots the containers while the other runs the rest.
 LONGEST_FIRST = ("test_systemd.py",)
+
+
+def idle_cores(seconds: float = 0.5) -> float:
+    """How many cores were idle over `seconds` (from /proc/stat)."""
+    def sample() -> list[int]:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:]]
+    a = sample()
+    time.sleep(seconds)
+    b = sample()
+    delta = [y - x for x, y in zip(a, b, strict=True)]
+    return (delta[3] + delta[4]) / max(1, sum(delta)) * (os.cpu_count() or 1)  # idle + iowait
+
+
+def pytest_xdist_auto_num_workers(config):
+    """One test process per idle core, at least one. Most tests play audio in real time through the virtual
+    sound card: two processes on a machine whose cores are already busy starve it (an echo path lost, a
+    container too slow), where one process does not. On an idle two-core machine (CI): two, about twice as
+    fast."""
+    return max(1, min(os.cpu_count() or 1, round(idle_cores())))
 
 
 def pytest_configure(config):
