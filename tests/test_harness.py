@@ -122,3 +122,18 @@ def test_a_killed_parallel_run_leaves_no_worker_or_sound_server(tmp_path):
     while (left := processes_mentioning(str(home))) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert left == [], f"processes left behind: {left}"
+
+
+def test_on_a_machine_whose_cores_are_busy_the_tests_run_in_one_process():
+    """pytest_xdist_auto_num_workers (conftest.py): one test process per idle core, one when none is idle
+    (two processes beside busy cores starved the virtual sound card)."""
+    from conftest import pytest_xdist_auto_num_workers
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.3)
+        assert pytest_xdist_auto_num_workers(None) == 1
+    finally:
+        for s in spinners:
+            s.kill()
+            s.wait()
