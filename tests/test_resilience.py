@@ -325,7 +325,7 @@ def test_microphone_failing_and_back(soundcard, standin, run_daemon, notify_sock
     d.wait_for("ready: listening")
     soundcard.hang_mic()
     d.wait_for(r"ERROR pivoice.assistant: microphone pv_mic failed \(.*\); trying to reopen it", timeout=10)
-    assert "STATUS=Error: the microphone is unavailable — see journalctl -u pivoice" in notify_socket.lines()
+    notify_socket.wait_last("STATUS=", "STATUS=Error: the microphone is unavailable — see journalctl -u pivoice")
     time.sleep(3)  # a few failed reopens
     soundcard.hang_mic(False)
     d.wait_for("the microphone is back: listening for the wake word", timeout=20)
