@@ -297,6 +297,8 @@ class LiveStandIn:
     # -- the protocol -----------------------------------------------------------------------------
     async def _handle(self, ws) -> None:
         sess = Session(headers=dict(ws.request.headers), path=ws.request.path, opened_at=time.monotonic())
+        if sess.path.endswith(".BidiGenerateContentConstrained"):  # known before the setup message comes
+            sess.token = ws.request.headers.get("Authorization", "").removeprefix("Token ")
         self.sessions.append(sess)
         idx = len(self.sessions) - 1
         self._conns[idx] = ws
@@ -311,8 +313,7 @@ class LiveStandIn:
             sess.setup = _get(first, "setup")
             resumption = _get(sess.setup, "session_resumption") or {}
             sess.handle_in = _get(resumption, "handle")
-            if sess.path.endswith(".BidiGenerateContentConstrained"):
-                sess.token = ws.request.headers.get("Authorization", "").removeprefix("Token ")
+            if sess.token is not None:
                 if (refused := self._token_refusal(sess)) is not None:
                     await ws.close(*refused)
                     return

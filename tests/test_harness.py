@@ -137,3 +137,25 @@ def test_on_a_machine_whose_cores_are_busy_the_tests_run_in_one_process():
         for s in spinners:
             s.kill()
             s.wait()
+
+
+def test_the_stand_in_knows_a_sessions_token_as_soon_as_it_lists_the_session(standin):
+    """A test that sees a new session reads its token at once (tests/container.py's converse): it must be
+    there before the client's setup message arrives, which a busy machine delays."""
+    import asyncio
+    import ssl
+
+    from websockets.asyncio.client import connect
+
+    path = "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained"
+
+    async def open_without_setup() -> None:
+        ctx = ssl.create_default_context(cafile=str(standin.ca_file))
+        async with connect(standin.base_url.replace("https", "wss") + path, ssl=ctx,
+                           additional_headers={"Authorization": "Token auth_tokens/abc"}):
+            deadline = time.monotonic() + 5
+            while not standin.sessions and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert standin.sessions and standin.sessions[0].token == "auth_tokens/abc"
+
+    asyncio.run(open_without_setup())
