@@ -69,7 +69,8 @@ GAP = 0.5  # ... at once when this far off (a new answer after a pause)
 EPOCH_SETTLE = 25  # periods whose estimates make an epoch's offset; then it is fixed
 
 TRACK_EVERY = RATE // 4  # samples of far-end audio between alignment checks against the filter
-TRACK_FIRST = int(0.2 * RATE)  # ... before the first check of a new playback stream, then every half that
+TRACK_FIRST = int(0.1 * RATE)  # ... before the first check of a new playback stream (soon: until it, the
+# microphone goes out with the echo in it), then every half that
 # until a check finds it in place (adaptation waits for that)
 TRACK_GIVE_UP = RATE  # far-end samples adaptation waits for a check before it goes on unchecked
 TRACK_WINDOW = RATE // 2  # microphone audio an alignment check looks at
@@ -176,6 +177,7 @@ class EchoCanceller:
         self._far_in_stream = 0
         self.events: deque[str] = deque(maxlen=200)  # what it decided, newest last: for tests and bug reports
         self._held = 0  # far-end samples adaptation has waited for a check since one last passed
+        self._last_best: int | None = None  # the shift the previous check found best (this stream)
         self._restart_input(0)
         self._power = np.zeros(BLOCK + 1)
         self._wb = np.zeros((PARTS, BLOCK + 1), np.complex128)  # background filter (always adapts)
@@ -297,7 +299,7 @@ class EchoCanceller:
                     e.correction = 0.0 if jumped else e.correction + moved
         if jumped:  # the microphone's timing jumped (lost audio, reopened)
             self._event(f"microphone clock jumped at {end}")
-            self._checked, self._far_in_stream = not self._wf.any(), 0
+            self._checked, self._far_in_stream, self._last_best = not self._wf.any(), 0, None
         if self._mic_end != start:
             self._restart_input(start)
         self._mic_end = end
@@ -305,7 +307,7 @@ class EchoCanceller:
             stream = self._epochs[-1].first if self._epochs else None
         if stream != self._stream:
             self._event(f"new playback stream {stream} at microphone {end}")
-            self._stream, self._checked, self._far_in_stream = stream, not self._wf.any(), 0
+            self._stream, self._checked, self._far_in_stream, self._last_best = stream, not self._wf.any(), 0, None
         x = self._reference(self._ref_time(start), n)
         if not x.any() and not self._X.any() and not self._xpend.any():
             self._restart_input(end)  # nothing played within the filter's reach
@@ -483,7 +485,13 @@ class EchoCanceller:
         k = int(np.argmin(err))
         self._event(f"check at {c0 + n}: best {k - S:+d} ({10 * np.log10(np.dot(d, d) / max(err[k], 1e-9)):.1f} dB; "
                     f"in place {10 * np.log10(np.dot(d, d) / max(err[S], 1e-9)):.1f} dB)")
-        if float(np.dot(d, d)) < 4 * err[k] or (abs(k - S) > 2 and err[S] < 1.12 * err[k]):
+        # Good enough to tell: the filter predicts the microphone well there (6 dB). When a person talks
+        # over the answer, nothing predicts their voice: then a place that predicts it 4 dB better than
+        # where the reference is, or 2 dB better twice in a row, will do.
+        agreed = self._last_best is not None and abs(k - S - self._last_best) <= 1 and err[S] >= 1.6 * err[k]
+        self._last_best = k - S
+        told = float(np.dot(d, d)) >= 4 * err[k] or err[S] >= 2.5 * err[k] or agreed
+        if not told or (abs(k - S) > 2 and err[S] < 1.12 * err[k]):
             return  # the filter is not good enough to tell, or no clearly better place far away
         shift = float(k - S)
         if 0 < k < 2 * S:  # between samples: the vertex of the parabola through the three around it
