@@ -258,6 +258,7 @@ class Playback:
             if n < 0:
                 # An underrun (after an answer has played out; or the system was busy): alsaaudio has
                 # made the device ready again, and nothing of this write was taken: write it again.
+                log.debug("speaker underrun: written too late, the device starts again")
                 continue
             if said_ready:
                 time.sleep(0.002)  # the descriptor said "room" and the device took nothing: do not spin

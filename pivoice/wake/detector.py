@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import tempfile
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,8 @@ class WakeDetector:
         self._heard = 0  # samples since the last stats line
         self._total = 0  # samples scored since start
         self._peak: dict[str, float] = {}
+        # (end sample, best score) of the last ~5 s of chunks: what it heard, for bug reports and tests
+        self.recent: deque[tuple[int, float]] = deque(maxlen=64)
 
     @property
     def names(self) -> list[str]:
@@ -115,6 +118,7 @@ class WakeDetector:
             self._reset_pending = False
         hit = None
         for scores in self._engine.process(frame.pcm):
+            self.recent.append((frame.end, max(scores.values())))
             for name, score in scores.items():
                 self._peak[name] = max(self._peak.get(name, 0.0), score)
                 if score >= self.threshold and (hit is None or score > hit.score):
