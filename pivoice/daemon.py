@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import logs
+from . import heap, logs
 from .assistant import Assistant
 from .audio.aec import EchoCanceller
 from .audio.capture import Capture
@@ -168,6 +168,7 @@ def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[st
     if settings.timers.enabled:
         assistant.listeners.append(lambda t: timers.start() if t.event is Event.READY
                                    else timers.close() if t.event is Event.STOP else None)
+    assistant.listeners.append(lambda t: heap.settle("start") if t.event is Event.READY else None)
     return Daemon(settings, assistant, gpio, notifier, key, outputs, timers, volume)
 
 

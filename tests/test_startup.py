@@ -92,3 +92,21 @@ def test_a_wake_word_in_the_first_second_after_ready_loses_nothing(soundcard, st
     made = d.wait_for("Live API client ready in", timeout=5).string
     assert d.lines.index(made) > next(i for i, x in enumerate(d.lines) if "ready: listening for" in x)
     d.stop()
+
+
+def test_the_heap_pivoice_starts_with_is_frozen_out_of_the_collectors_walks(soundcard, standin, run_daemon):
+    """A full cycle collection walks every tracked object holding the GIL (capture and playback wait):
+    what start and google-genai's import made is frozen once each (pivoice/heap.py), so it walks only
+    what was made since."""
+    standin.behaviour.reply_after_seconds = None
+    d = run_daemon(CONFIG.format(mic="pv_mic", speaker="spk_file"), extra_env=standin.env())
+    frozen = {}
+    for stage in ("start", "google-genai loaded"):
+        m = d.wait_for(rf"heap settled \({stage}\) in \d+ ms: (\d+) objects frozen", timeout=15)
+        frozen[stage] = int(m.group(1))
+    assert frozen["start"] >= 20000 and frozen["google-genai loaded"] >= frozen["start"] + 20000, frozen
+    # Still listening and answering with a frozen heap.
+    soundcard.say(silence(0.3) + read_wav("hey_jarvis.wav") + silence(0.5))
+    standin.wait_for(lambda: len(standin.sessions) == 1, 10, "a session")
+    assert d.stop()[0] == 0
+    assert d.count("heap settled") == 2, d.output
