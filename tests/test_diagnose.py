@@ -221,6 +221,36 @@ def test_check_passes_with_every_piece_there(run_daemon, tmp_path):
     assert "\nOK: config " in d.output
 
 
+ONLINE = {  # why the Live API cannot be used: (config added, the stand-in's behaviour, what the FAIL line says)
+    "a rejected key": ("", {"valid_key": "AIzaSOME-OTHER-KEY"},
+                       "the Live API rejected the API key (1008: API key not valid"),
+    "a model that does not exist": ('[live]\nmodel = "gemini-nope"\n', {},
+                                    "live.model 'gemini-nope' is not available for the Live API (1008: "
+                                    "models/gemini-nope is not found"),
+    "the quota": ("", {"refuse_setup": (1011, "Quota exceeded for this project. Please retry in 12s.")},
+                  "the Live API's quota or rate limit was reached (1011: Quota exceeded"),
+    "no network": ('[live]\nbase_url = "https://127.0.0.1:9"\n', None, "cannot reach https://127.0.0.1:9 ("),
+}
+
+
+@pytest.mark.parametrize("why", list(ONLINE))
+def test_check_online_says_why_the_live_api_cannot_be_used(why, standin, run_daemon, tmp_path):
+    """`check --online` tells a rejected key, a model the Live API does not have, the quota and no network
+    apart, each in the Live API line, with the rest of the check fine."""
+    added, behaviour, said = ONLINE[why]
+    for name, value in (behaviour or {}).items():
+        setattr(standin.behaviour, name, value)
+    (tmp_path / "mic.raw").write_bytes(silence(0.5))
+    d = run_daemon(FINE + added, args=["check", "--online"],
+                   extra_env={**(standin.env() if behaviour is not None else {}), "GPIOZERO_PIN_FACTORY": "mock"})
+    assert d.wait_exit() == 69, d.output
+    row = [line for line in d.lines if line.startswith(("  ok    Live API", "  FAIL  Live API"))]
+    assert len(row) == 1 and row[0].startswith("  FAIL  Live API: online check failed: ") and said in row[0], d.output
+    assert "NOT OK: Live API (see above)" in d.output
+    assert sum(line.startswith("  FAIL ") for line in d.lines) == 1, d.output
+    assert "Traceback" not in d.output
+
+
 # -- pivoice test-wake -------------------------------------------------------------------------------
 
 
