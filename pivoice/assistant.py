@@ -77,6 +77,7 @@ class Assistant:
         self._closing: set[asyncio.Task] = set()  # sessions closing their sockets
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sent_to = 0  # sample index up to which the session has the microphone's audio
+        self._barged = False  # the last answer was cut short by a wake word
         self._last_wake = -SAME_PHRASE_SAMPLES  # sample index of the end of the last wake word acted on
         self.button = Button(self)  # what a press means, in the state it comes in
         self._speech = SpeechEnd(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
@@ -101,6 +102,7 @@ class Assistant:
         self.state = new
         self.capture.scoring = new in WAKE_STATES
         self.capture.cancelling = new in (State.RESPONDING, State.RINGING)  # (the wake word stops an alarm)
+        self.capture.answering = new is State.RESPONDING
         self.capture.idle = new not in IN_CONVERSATION
         self._leave(t)
         t = self._enter(t)
@@ -168,6 +170,7 @@ class Assistant:
 
     def _leave_responding(self, event: Event) -> None:
         self._cancel(self._playout_task)
+        self._barged = event is Event.BARGE_IN
         if self.aec is not None and (report := self.aec.report()):
             log.debug(report)
         if event in INTERRUPTIONS:
@@ -314,9 +317,10 @@ class Assistant:
             if self.state is State.MUTED:
                 continue  # the microphone is off: the audio goes nowhere, not even into the ring
             self._preroll.append(item)
-            # audio.barge_in = "wake_word": nothing of the microphone while an answer plays (it stays in the
-            # ring: a wake word over the answer sends what was said from its pre-roll on).
-            held = self.state is State.RESPONDING and self.settings.audio.barge_in == "wake_word"
+            # audio.barge_in = "wake_word": nothing of the microphone while an answer plays, also when its frames
+            # come after it ended (they stay in the ring: a wake word over it sends from its pre-roll on).
+            held = self.settings.audio.barge_in == "wake_word" and (
+                self.state is State.RESPONDING or (item.answering and not self._barged))
             if self.state in IN_CONVERSATION and self._session is not None and item.end > self._sent_to and not held:
                 # (A frame that reaches the loop after the conversation began from the ring: its part
                 # after what the ring gave.)

@@ -231,11 +231,13 @@ class FakeCapture:
         self.frame_samples = frame_samples
         self.scoring = False
         self.cancelling = False
+        self.answering = False
         self.idle = False  # (the real capture hands idle frames over in batches; here each at once)
         self.opened = self.started = self.closed = False
         self.said: list[Frame] = []
         self._index = 0
         self._queue: asyncio.Queue | None = None
+        self._late: list[tuple[Frame, Detection | None]] = []
 
     def open(self) -> None:
         self.opened = True
@@ -257,16 +259,27 @@ class FakeCapture:
         """The end of the newest frame captured (said)."""
         return self._index
 
-    def say(self, wake: str | None = None) -> Frame:
-        """Capture one frame of distinct audio; `wake`: the detector fires on it (if scoring is on)."""
+    def say(self, wake: str | None = None, late: bool = False) -> Frame:
+        """Capture one frame of distinct audio; `wake`: the detector fires on it (if scoring is on).
+        `late`: read now, handed over at `deliver()` (the capture thread behind the event loop)."""
         n = len(self.said)
         pcm = bytes([n % 251, n // 251 % 251]) * self.frame_samples
-        frame = Frame(self._index, pcm)
+        frame = Frame(self._index, pcm, 0.0, self.answering)
         self._index = frame.end
         self.said.append(frame)
         hit = Detection(wake, 0.9, frame.end) if wake is not None and self.scoring else None
-        self.queue.put_nowait((frame, hit))
+        if late:
+            self._late.append((frame, hit))
+        else:
+            self.deliver()
+            self.queue.put_nowait((frame, hit))
         return frame
+
+    def deliver(self) -> None:
+        """Hand over the frames read `late`."""
+        for item in self._late:
+            self.queue.put_nowait(item)
+        self._late.clear()
 
     async def heard(self) -> None:
         """Wait until the assistant has handled every frame said so far."""

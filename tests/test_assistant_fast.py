@@ -163,6 +163,30 @@ def test_barge_in_stops_the_answer_and_drops_the_rest_of_its_turn():
     asyncio.run(body())
 
 
+def test_with_barge_in_by_wake_word_no_frame_read_during_an_answer_is_sent_after_it():
+    """audio.barge_in = "wake_word": the Live API gets nothing of the microphone while an answer plays,
+    also when the frames read then reach the event loop after the answer ended (on a busy machine the
+    capture thread hands frames over late); those after it are sent."""
+    a1 = b"\x01\x02" * 2400
+
+    async def body():
+        async with Running({"audio": {"barge_in": "wake_word"}}) as r:
+            r.capture.say(wake="hey_jarvis")
+            await r.reach(State.LISTENING)
+            conn = r.client.connections[0]
+            conn.push(audio_msg(a1), turn_complete_msg(generated=True))
+            await r.reach(State.RESPONDING)
+            during = [r.capture.say(late=True) for _ in range(3)]  # the answer, as the microphone heard it
+            r.playback.idle = True  # played out
+            await r.reach(State.LISTENING)
+            after = r.capture.say()  # hands over the late ones first
+            await until(lambda: conn.audio[-1:] == [after.pcm], "the microphone after the answer")
+            assert not [f for f in during if f.pcm in conn.audio]
+            assert r.events[-1] is Event.TURN_DONE
+
+    asyncio.run(body())
+
+
 class EchoGuard:
     """A self-trigger guard that finds every detection to be the answer's own echo."""
 

@@ -123,8 +123,8 @@ def test_barge_in_by_wake_word_sends_nothing_while_an_answer_plays(mock_pins, so
     events = d.events()
     assert "barge_in" not in events and "interrupted" not in events, events
     assert all(end - start > 2.5 * 16000 for start, end in answers), answers  # both played to their end
+    sent = np.frombuffer(bytes(standin.sessions[0].audio), "<i2")  # (first: all it holds is in the feed)
     fed = np.frombuffer(bytes(soundcard.fed), "<i2")
-    sent = np.frombuffer(bytes(standin.sessions[0].audio), "<i2")
     # The pre-roll's first frame may be cut anywhere: line the blocks up on the feed from the first one.
     start = where_in_feed(fed, sent[:1280])[0]
     assert start is not None

@@ -73,6 +73,7 @@ class Capture:
         self.canceller = canceller
         self.scoring = False
         self.cancelling = False
+        self.answering = False  # an answer plays: the frames read say so (audio.barge_in = "wake_word")
         self.idle = False  # no conversation: frames without a detection may wait to go in a batch
         self.newest = 0  # sample index of the end of the newest frame read (read from any thread)
         self.on_lost: Callable[[str], Any] | None = None
@@ -178,13 +179,13 @@ class Capture:
             if self._gain != 1.0:
                 data = amplify(data, self._gain)
             self._level.frame(data)
-            frame = Frame(index, data, time.monotonic())
+            frame = Frame(index, data, time.monotonic(), self.answering)
             index = self.newest = frame.end
             if self.cancelling and self.canceller is not None:
                 # Over an answer: the microphone with the answer's echo taken out. The detector hears
                 # that, so a person's wake word gets through; the session gets it too, so the server's
                 # activity detection hears the person, not pivoice itself.
-                frame = Frame(frame.index, self.canceller.process(frame.end, frame.at, frame.pcm), frame.at)
+                frame = Frame(frame.index, self.canceller.process(frame.end, frame.at, frame.pcm), frame.at, True)
             hit = self.scorer(frame) if self.scoring and self.scorer is not None else None
             batch.append((frame, hit))
             if hit is None and self.idle and len(batch) < IDLE_BATCH:

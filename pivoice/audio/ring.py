@@ -16,6 +16,7 @@ class Frame:
     index: int
     pcm: bytes
     at: float = 0.0
+    answering: bool = False  # captured while an answer played (Capture.answering)
 
     @property
     def end(self) -> int:
@@ -44,6 +45,6 @@ class PreRoll:
             if f.end <= index:
                 continue
             if f.index < index:
-                f = Frame(index, f.pcm[(index - f.index) * 2 :], f.at)
+                f = Frame(index, f.pcm[(index - f.index) * 2 :], f.at, f.answering)
             out.append(f)
         return out
