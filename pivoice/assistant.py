@@ -77,7 +77,7 @@ class Assistant:
         self._closing: set[asyncio.Task] = set()  # sessions closing their sockets
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sent_to = 0  # sample index up to which the session has the microphone's audio
-        self._barged = False  # the last answer was cut short by a wake word
+        self._released = False  # a wake word since the last answer: the frames read during it may go
         self._last_wake = -SAME_PHRASE_SAMPLES  # sample index of the end of the last wake word acted on
         self.button = Button(self)  # what a press means, in the state it comes in
         self._speech = SpeechEnd(settings.vad.silence_duration_ms or 800) if not settings.vad.automatic else None
@@ -155,6 +155,7 @@ class Assistant:
 
     def _after_event(self, t: Transition) -> None:
         """Steps that belong to the event itself, whatever the states."""
+        self._released = self._released or t.event in (Event.WAKE, Event.BARGE_IN)  # (sent from the pre-roll on)
         if t.event is Event.CONNECTED:
             self._failures = 0
         elif t.event is Event.BARGE_IN and self._session is not None:  # (barge_in "voice": all sent already)
@@ -170,7 +171,7 @@ class Assistant:
 
     def _leave_responding(self, event: Event) -> None:
         self._cancel(self._playout_task)
-        self._barged = event is Event.BARGE_IN
+        self._released = False
         if self.aec is not None and (report := self.aec.report()):
             log.debug(report)
         if event in INTERRUPTIONS:
@@ -320,7 +321,7 @@ class Assistant:
             # audio.barge_in = "wake_word": nothing of the microphone while an answer plays, also when its frames
             # come after it ended (they stay in the ring: a wake word over it sends from its pre-roll on).
             held = self.settings.audio.barge_in == "wake_word" and (
-                self.state is State.RESPONDING or (item.answering and not self._barged))
+                self.state is State.RESPONDING or (item.answering and not self._released))
             if self.state in IN_CONVERSATION and self._session is not None and item.end > self._sent_to and not held:
                 # (A frame that reaches the loop after the conversation began from the ring: its part
                 # after what the ring gave.)

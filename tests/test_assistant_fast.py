@@ -187,6 +187,29 @@ def test_with_barge_in_by_wake_word_no_frame_read_during_an_answer_is_sent_after
     asyncio.run(body())
 
 
+def test_with_barge_in_by_wake_word_what_follows_a_wake_word_over_an_answer_is_sent():
+    """audio.barge_in = "wake_word": a person's wake word over the answer stops it, and the Live API gets
+    what they said from its pre-roll on, also the frames read while the answer still played that reach
+    the event loop after the barge-in."""
+    a1 = b"\x01\x02" * 2400
+
+    async def body():
+        async with Running({"audio": {"barge_in": "wake_word"}}) as r:
+            r.capture.say(wake="hey_jarvis")
+            await r.reach(State.LISTENING)
+            conn = r.client.connections[0]
+            conn.push(audio_msg(a1))
+            await r.reach(State.RESPONDING)
+            r.capture.say(wake="hey_jarvis", late=True)
+            words = [r.capture.say(late=True) for _ in range(3)]  # read before the barge-in was handled
+            r.capture.deliver()
+            await r.reach(State.LISTENING)
+            await until(lambda: all(f.pcm in conn.audio for f in words), "what the person said after the wake word")
+            assert r.events[-1] is Event.BARGE_IN
+
+    asyncio.run(body())
+
+
 class EchoGuard:
     """A self-trigger guard that finds every detection to be the answer's own echo."""
 

@@ -185,7 +185,7 @@ class Capture:
                 # Over an answer: the microphone with the answer's echo taken out. The detector hears
                 # that, so a person's wake word gets through; the session gets it too, so the server's
                 # activity detection hears the person, not pivoice itself.
-                frame = Frame(frame.index, self.canceller.process(frame.end, frame.at, frame.pcm), frame.at, True)
+                frame = Frame(frame.index, self.canceller.process(frame.end, frame.at, frame.pcm), frame.at, frame.answering)
             hit = self.scorer(frame) if self.scoring and self.scorer is not None else None
             batch.append((frame, hit))
             if hit is None and self.idle and len(batch) < IDLE_BATCH:
