@@ -177,7 +177,7 @@ class EchoCanceller:
         self._far_in_stream = 0
         self.events: deque[str] = deque(maxlen=200)  # what it decided, newest last: for tests and bug reports
         self._held = 0  # far-end samples adaptation has waited for a check since one last passed
-        self._last_best: int | None = None  # the shift the previous check found best (this stream)
+        self._last_best: tuple[int, int] | None = None  # the previous check's best shift, and its window's end
         self._restart_input(0)
         self._power = np.zeros(BLOCK + 1)
         self._wb = np.zeros((PARTS, BLOCK + 1), np.complex128)  # background filter (always adapts)
@@ -485,12 +485,12 @@ class EchoCanceller:
         k = int(np.argmin(err))
         self._event(f"check at {c0 + n}: best {k - S:+d} ({10 * np.log10(np.dot(d, d) / max(err[k], 1e-9)):.1f} dB; "
                     f"in place {10 * np.log10(np.dot(d, d) / max(err[S], 1e-9)):.1f} dB)")
-        # Good enough to tell: the filter predicts the microphone well there (6 dB). When a person talks
-        # over the answer, nothing predicts their voice: then a place that predicts it 4 dB better than
-        # where the reference is, or 2 dB better twice in a row, will do.
-        agreed = self._last_best is not None and abs(k - S - self._last_best) <= 1 and err[S] >= 1.6 * err[k]
-        self._last_best = k - S
-        told = float(np.dot(d, d)) >= 4 * err[k] or err[S] >= 2.5 * err[k] or agreed
+        # Good enough to tell: the filter predicts the microphone well there (6 dB). A new stream not yet in
+        # place, while a person talks over it (nothing predicts their voice): a place that predicts it 4 dB
+        # better than where the reference is, or 2 dB better in two checks of different audio, will do.
+        last, self._last_best = self._last_best, (k - S, c0 + n)
+        agreed = last is not None and abs(k - S - last[0]) <= 1 and c0 >= last[1] and err[S] >= 1.6 * err[k]
+        told = float(np.dot(d, d)) >= 4 * err[k] or (not self._checked and (err[S] >= 2.5 * err[k] or agreed))
         if not told or (abs(k - S) > 2 and err[S] < 1.12 * err[k]):
             return  # the filter is not good enough to tell, or no clearly better place far away
         shift = float(k - S)
@@ -506,6 +506,7 @@ class EchoCanceller:
             if self._epochs[-1].first == first:
                 self._epochs[-1].correction -= shift / RATE
         self.stats["aligned"] += 1
+        self._last_best = None
         self._event(f"moved by {shift:.2f} samples")
         log.debug("echo reference moved by %.2f samples", shift)
 
@@ -529,6 +530,7 @@ class EchoCanceller:
 
     def _shift(self, by: int) -> None:
         """The echo path moved `by` samples later: move both filters' taps with it."""
+        self._last_best = None
         for name in ("_wb", "_wf"):
             w = np.roll(_taps(getattr(self, name)), -by)
             if by > 0:
