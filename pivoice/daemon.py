@@ -159,6 +159,8 @@ def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[st
     earcons = Earcons(settings.earcons, playback)
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
+    # At READY=1: the heap frozen (pivoice/heap.py), then google-genai loaded in a worker thread.
+    assistant.listeners.append(lambda t: heap.settle("start") if t.event is Event.READY else None)
     assistant.listeners.append(lambda t: client.prepare() if t.event is Event.READY else None)
     assistant.listeners.append(log_transition)
     assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))
@@ -168,7 +170,6 @@ def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[st
     if settings.timers.enabled:
         assistant.listeners.append(lambda t: timers.start() if t.event is Event.READY
                                    else timers.close() if t.event is Event.STOP else None)
-    assistant.listeners.append(lambda t: heap.settle("start") if t.event is Event.READY else None)
     return Daemon(settings, assistant, gpio, notifier, key, outputs, timers, volume)
 
 

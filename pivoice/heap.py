@@ -9,8 +9,10 @@ created since the last one reach a quarter of those already there, so a long con
 
 `settle()` collects once, then freezes what is left (`gc.freeze()`): frozen objects are never walked
 again, so a later full collection walks only what was made since. It runs once at READY=1 and once
-more when google-genai has been imported (which the daemon does after READY), each stage only once: an
-object frozen stays, even if it later becomes garbage, so freezing again and again would leak.
+more when google-genai has been imported (in a worker thread right after READY), each stage only once:
+a frozen object is still freed when nothing refers to it any more, but one that becomes part of a
+reference cycle never is (with all it refers to), so freezing again and again, over live conversations,
+would leak.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import select
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -185,7 +186,7 @@ class Capture:
                 # Over an answer: the microphone with the answer's echo taken out. The detector hears
                 # that, so a person's wake word gets through; the session gets it too, so the server's
                 # activity detection hears the person, not pivoice itself.
-                frame = Frame(frame.index, self.canceller.process(frame.end, frame.at, frame.pcm), frame.at, frame.answering)
+                frame = replace(frame, pcm=self.canceller.process(frame.end, frame.at, frame.pcm))
             hit = self.scorer(frame) if self.scoring and self.scorer is not None else None
             batch.append((frame, hit))
             if hit is None and self.idle and len(batch) < IDLE_BATCH:

@@ -41,9 +41,15 @@ def make_client(key: str, settings: LiveSettings, api_version: str | None = None
             "max_size": MAX_MESSAGE_BYTES,  # websockets' default, named: failures.py reports it
         },
     )
-    client = genai.Client(api_key=key, http_options=http)
-    heap.settle("google-genai loaded")  # the largest part of the heap: out of the cycle collector's walks
-    return client
+    return genai.Client(api_key=key, http_options=http)
+
+
+def load_genai() -> None:
+    """Import google-genai (the largest part of pivoice's heap), then freeze the heap (pivoice/heap.py):
+    in a worker thread right after READY=1, before any conversation needs it."""
+    import google.genai  # noqa: F401
+
+    heap.settle("google-genai loaded")
 
 
 class PreparedClient:
@@ -63,6 +69,7 @@ class PreparedClient:
 
     def _make(self):
         started = time.monotonic()
+        load_genai()
         client = make_client(self._key.value, self._settings)
         log.debug("Live API client ready in %.0f ms (google-genai loaded)", (time.monotonic() - started) * 1000)
         return client

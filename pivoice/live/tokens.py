@@ -215,6 +215,9 @@ class TokenClients:
             self._task.cancel()
 
     async def _keep_in_hand(self) -> None:
+        from .setup import load_genai
+
+        await asyncio.to_thread(load_genai)  # now, not with the first token (which may come mid-answer)
         failures = 0
         while True:
             self._wake.clear()  # (a reload while fetching below wakes the next wait at once)
