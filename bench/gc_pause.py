@@ -42,9 +42,7 @@ def main() -> None:
     from pivoice.wake.detector import load_engine, resolve_models
 
     engine = load_engine(resolve_models(["hey_jarvis"]))
-    gc.unfreeze()  # make_client settles the heap itself: time the baseline before it does
-    heap.forget()
-    import google.genai  # noqa: F401
+    import google.genai  # noqa: F401 - what the daemon loads right after READY=1 (live/setup.py load_genai)
 
     gc.collect()
     before = len(gc.get_objects())
