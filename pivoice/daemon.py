@@ -127,6 +127,9 @@ class Daemon:
             if signals:
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
+            # What start froze, unfrozen: the interpreter's last collection frees it at exit (a soxr stream
+            # left in a frozen cycle makes its bindings report a leak on stderr, which goes to the journal).
+            heap.release()
 
 
 def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[str, Path] | None = None) -> Daemon:

@@ -25,13 +25,14 @@ import time
 log = logging.getLogger("pivoice")
 
 _done: set[str] = set()
+_released = False
 _lock = threading.Lock()
 
 
 def settle(stage: str) -> None:
     """Collect, then freeze the heap as it is (once per `stage`, from any thread)."""
     with _lock:
-        if stage in _done:
+        if stage in _done or _released:
             return
         _done.add(stage)
         started = time.perf_counter()
@@ -41,8 +42,19 @@ def settle(stage: str) -> None:
               gc.get_freeze_count())
 
 
+def release() -> None:
+    """At stop: unfreeze, so that the interpreter's last collection frees everything at exit, and freeze
+    nothing more (google-genai may still be loading in its worker thread)."""
+    global _released
+    with _lock:
+        _released = True
+        gc.unfreeze()
+
+
 def forget() -> None:
-    """Unfreeze and forget the stages done (for a process that runs the daemon more than once: tests)."""
+    """Unfreeze and start over (for a process that runs the daemon more than once: tests)."""
+    global _released
     with _lock:
         _done.clear()
+        _released = False
         gc.unfreeze()
