@@ -1,7 +1,7 @@
 """Earcons: which transition plays which, that none of them sounds like a wake word, WAV files from the
 config, and end to end through the paced card: the wake earcon at the speaker right after the detection
-(also with no network), its echo taken out of what the Live API gets, the end earcon, and none at all
-when they are off."""
+(also with no network), the end earcon, and none at all when they are off. (The wake earcon plays while
+pivoice listens, when the echo canceller does not run: the Live API hears it as the microphone does.)"""
 
 from __future__ import annotations
 
