@@ -13,7 +13,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from . import __version__, config, logs
+from . import __version__, configfile, logs
 from .errors import EX_OK, EX_SOFTWARE, UserError
 
 log = logging.getLogger("pivoice")
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         c = sub.add_parser(name, help=help_text, description=help_text)
         c.add_argument("--config", type=Path, default=None,
-                       help=f"config file (default {config.DEFAULT_PATH}; built-in defaults when it is absent)")
+                       help=f"config file (default {configfile.DEFAULT_PATH}; built-in defaults when it is absent)")
         if name in ("test-mic", "test-wake"):
             c.add_argument("--seconds", type=float, default=10.0 if name == "test-mic" else 15.0,
                            help="how long to listen (default %(default)g)")
@@ -60,7 +60,7 @@ def _prepare(args: argparse.Namespace):
     from .live.tokens import DeviceSecret, find_device_secret, tls_context
     from .wake.detector import resolve_models
 
-    settings = config.load(args.config)
+    settings = configfile.load(args.config)
     logs.set_level(settings.log.level)
     log.info("pivoice %s, config: %s", __version__, settings.source)
     if lookup(settings.live.model) is None:
@@ -123,7 +123,7 @@ def _token_service(args: argparse.Namespace) -> int:
     from .keyservice import devices, service
     from .keyservice.settings import DEFAULT_PATH, KeyServiceSettings
 
-    settings = config.load_as(KeyServiceSettings, args.config, DEFAULT_PATH)
+    settings = configfile.load_as(KeyServiceSettings, args.config, DEFAULT_PATH)
     logs.set_level(settings.log.level)
     if args.action == "add-device":
         if not args.name:
@@ -141,7 +141,7 @@ def _token_service(args: argparse.Namespace) -> int:
 
 
 def _diagnose(args: argparse.Namespace) -> int:
-    settings = config.load(args.config)
+    settings = configfile.load(args.config)
     logs.set_level("debug" if settings.log.level == "debug" else "warning")  # the report says what was opened
     if args.command == "devices":
         from .diagnose.devices import report
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.echo:
             from .wake.detector import resolve_models
 
-            settings = config.load(args.config)
+            settings = configfile.load(args.config)
             logs.set_level(settings.log.level)
             log.info("pivoice %s, config: %s; echo mode: no API key used", __version__, settings.source)
             asyncio.run(_run(settings, None, resolve_models(settings.wake.models)))

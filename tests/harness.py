@@ -459,11 +459,11 @@ class InProcessDaemon:
     def __init__(self, config_text: str):
         import tomllib
 
-        from pivoice import config
+        from pivoice import configfile
         from pivoice.credentials import ApiKey
         from pivoice.daemon import build
 
-        self.settings = config.parse(tomllib.loads(config_text), "test")
+        self.settings = configfile.parse(tomllib.loads(config_text), "test")
         self.daemon = build(self.settings, ApiKey(TEST_KEY, "test"))
         self.assistant = self.daemon.assistant
         self.transitions: list[tuple[float, object]] = []

@@ -25,7 +25,7 @@ from fakes import (
 )
 
 from pivoice.assistant import Assistant
-from pivoice.config import parse
+from pivoice.configfile import parse
 from pivoice.live.failures import FIX_KEY
 from pivoice.states import Event, State
 

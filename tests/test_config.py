@@ -8,7 +8,7 @@ import tomllib
 import pytest
 from harness import ROOT
 
-from pivoice import config
+from pivoice import config, configfile
 from pivoice.errors import ConfigError
 
 
@@ -17,7 +17,7 @@ def documented() -> dict:
 
 
 def test_documented_config_is_the_defaults():
-    assert config.parse(documented(), "config/pivoice.toml").model_dump() == config.Settings().model_dump()
+    assert configfile.parse(documented(), "config/pivoice.toml").model_dump() == config.Settings().model_dump()
 
 
 def test_every_key_is_documented_with_a_comment():
@@ -40,8 +40,8 @@ def test_every_key_is_documented_with_a_comment():
 
 
 def test_absent_default_file_means_builtin_defaults(monkeypatch, tmp_path):
-    monkeypatch.setattr(config, "DEFAULT_PATH", tmp_path / "none.toml")
-    assert config.load(None) == config.Settings()
+    monkeypatch.setattr(configfile, "DEFAULT_PATH", tmp_path / "none.toml")
+    assert configfile.load(None) == config.Settings()
 
 
 @pytest.mark.parametrize("data,msg", [
@@ -59,18 +59,18 @@ def test_absent_default_file_means_builtin_defaults(monkeypatch, tmp_path):
 ])
 def test_errors_name_the_key(data, msg):
     with pytest.raises(ConfigError, match=re.escape(msg)):
-        config.parse(data, "test.toml")
+        configfile.parse(data, "test.toml")
 
 
 def test_several_problems_are_all_named():
     with pytest.raises(ConfigError) as e:
-        config.parse({"wake": {"threshold": 2}, "x": 1}, "test.toml")
+        configfile.parse({"wake": {"threshold": 2}, "x": 1}, "test.toml")
     assert "wake.threshold" in e.value.message and "'x'" in e.value.message
 
 
 @pytest.mark.parametrize("url", ["", "https://gw.example", "https://127.0.0.1:8443/v1", "http://[::1]:80"])
 def test_usable_base_urls_pass(url):
-    assert config.parse({"live": {"base_url": url}}, "test.toml").live.base_url == url
+    assert configfile.parse({"live": {"base_url": url}}, "test.toml").live.base_url == url
 
 
 def test_the_key_service_config_is_documented_and_is_the_defaults():
@@ -78,7 +78,7 @@ def test_the_key_service_config_is_documented_and_is_the_defaults():
 
     text = (ROOT / "config" / "tokens.toml").read_text()
     data = tomllib.loads(text)
-    assert config.parse_as(KeyServiceSettings, data, "config/tokens.toml").model_dump() == \
+    assert configfile.parse_as(KeyServiceSettings, data, "config/tokens.toml").model_dump() == \
         KeyServiceSettings().model_dump()
     for section, model in KeyServiceSettings.model_fields.items():
         if section == "source":

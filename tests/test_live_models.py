@@ -15,7 +15,7 @@ from harness import TEST_KEY, SpeakerRecorder, read_wav, silence, tone
 from standin import _get
 from test_resilience import config, repeated, start_conversation, utterance
 
-from pivoice.config import parse
+from pivoice.configfile import parse
 from pivoice.live.setup import connect_config, make_client
 
 

@@ -23,7 +23,7 @@ from fakes import (
     usage_msg,
 )
 
-from pivoice.config import parse
+from pivoice.configfile import parse
 from pivoice.live import session as live
 from pivoice.live.failures import SessionError
 

@@ -15,7 +15,7 @@ from harness import TEST_KEY, read_wav, silence
 from keyservice import KeyService
 from test_resilience import start_conversation, utterance
 
-from pivoice.config import parse
+from pivoice.configfile import parse
 from pivoice.live.failures import SessionError, classify
 from pivoice.live.setup import connect_config, make_client
 

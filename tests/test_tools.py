@@ -12,7 +12,7 @@ import time
 from fakes import FakeLiveClient, audio_msg, tool_call_msg, tool_cancel_msg, until
 from harness import TEST_KEY
 
-from pivoice.config import parse
+from pivoice.configfile import parse
 from pivoice.live import session as live
 from pivoice.live.setup import connect_config, make_client
 from pivoice.tools import Tool, declarations

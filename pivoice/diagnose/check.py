@@ -16,7 +16,7 @@ from argparse import Namespace
 from collections.abc import Callable
 from typing import Any
 
-from .. import config, logs
+from .. import config, configfile, logs
 from ..errors import EX_OK, DeviceError, UserError
 
 log = logging.getLogger("pivoice")
@@ -103,7 +103,7 @@ def _earcons(settings: config.Settings) -> str:
 
 def run(args: Namespace, online: Callable[[Any, Any], Any]) -> int:
     """`online(settings, key)`: the coroutine of the --online session (cli.py)."""
-    settings = config.load(args.config)  # a config that cannot be read stops here (cli.py: exit 78)
+    settings = configfile.load(args.config)  # a config that cannot be read stops here (cli.py: exit 78)
     logs.set_level(settings.log.level)
     what = "device secret" if settings.live.token_url else "API key"
     rows: list[tuple[str, str, UserError | None]] = []
