@@ -36,6 +36,8 @@ class AudioSettings(_Section):
     input_channels: int = Field(0, ge=0, le=8)
     input_channel: int | Literal["mix"] = "mix"
     input_gain_db: float = Field(0.0, ge=-20.0, le=30.0)
+    noise_suppression: int = Field(0, ge=0, le=4)  # audio/noise.py
+    auto_gain_dbfs: int = Field(0, ge=0, le=31)
     output_rate: int = 0  # 0: pivoice's own (24000), or what the device runs at
     output_channels: int = Field(0, ge=0, le=8)
     input_period_ms: int = Field(80, ge=10, le=200)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import heap, logs
 from .assistant import Assistant
+from .audio import noise
 from .audio.aec import EchoCanceller
 from .audio.capture import Capture
 from .audio.device import wants
@@ -144,10 +145,11 @@ def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[st
               else TokenClients(settings.live, key) if isinstance(key, DeviceSecret)
               else PreparedClient(key, settings.live))
     detector = WakeDetector(models, settings.wake.threshold)
+    auto_gain, suppress = noise.make(settings.audio.noise_suppression, settings.audio.auto_gain_dbfs)
     assistant = Assistant(
         settings,
         Capture(settings.audio.input_device, scorer=detector.score, canceller=aec, want=capture_want,
-                channel=channel, gain_db=settings.audio.input_gain_db),
+                channel=channel, gain_db=settings.audio.input_gain_db, auto_gain=auto_gain, suppress=suppress),
         playback,
         detector,
         client,

@@ -60,6 +60,9 @@ LEFT_OUT = {
                                                                    "(test_every_sample_format_converts_both_ways "
                                                                    "runs the same conversions)",
     "test_input_channel_listens_to_one_channel_only": "a conversation of the daemon: slow emulated",
+    "test_in_the_daemon_the_wake_word_is_heard_and_the_live_api_gets_the_voice_with_less_noise":
+        "two conversations of the daemon: slow emulated (the processing itself is tested in the same file)",
+    "test_the_detector_hears_the_microphone_before_noise_suppression": "a conversation of the daemon: slow emulated",
     "test_no_builtin_earcon_sounds_like_any_wake_word": "four models on the earcons: the wake-word engine is "
                                                         "compared with x86 by its own step",
 }

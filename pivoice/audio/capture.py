@@ -1,9 +1,10 @@
 """Microphone capture: the whole microphone chain, in one thread, one way.
 
-    ALSA device -> convert to 16 kHz mono -> cancel the answer's echo -> score the wake word -> frames()
-                   (when the device        (while `cancelling`:        (while `scoring`)    (the event
-                    runs another format)    answering)                                      loop: ring,
-                                                                                             session)
+    ALSA device -> 16 kHz mono -> cancel the     -> automatic -> score the   -> suppress -> frames()
+                   (converted;    answer's echo     gain         wake word      noise       (the event
+                    input_gain_db) (`cancelling`:   (audio.      (`scoring`)    (audio.      loop: ring,
+                                   answering)       auto_gain_                  noise_       session)
+                                                    dbfs)                       suppression)
 
 The thread reads ALSA (poll, then a non-blocking read). A device that fails or goes silent for
 STALL_SECONDS (unplugged, hung) is closed and reopened with a backoff; `on_lost` / `on_back` say when it
@@ -59,11 +60,13 @@ class Capture:
     def __init__(self, device: str, key: str = "audio.input_device",
                  scorer: Callable[[Frame], Detection | None] | None = None,
                  canceller: EchoCanceller | None = None, want: Want = WANT, channel: int | None = None,
-                 gain_db: float = 0.0):
+                 gain_db: float = 0.0, auto_gain: Callable[[bytes], bytes] | None = None,
+                 suppress: Callable[[bytes], bytes] | None = None):
         """`scorer`: the wake-word detector's frame -> detection; `canceller`: the echo canceller. Both run
         in the capture thread, on every frame, while `scoring` / `cancelling` are set. `want`: the format to
         ask the device for; `channel`: of a device with several channels, listen to this one (0 = the
-        first) instead of their mix; `gain_db`: audio.input_gain_db."""
+        first) instead of their mix; `gain_db`: audio.input_gain_db; `auto_gain`, `suppress`: automatic gain
+        (before the detector) and noise suppression (after it), on every frame (audio/noise.py)."""
         self.device = device
         self.key = key
         self.channel = channel
@@ -72,6 +75,8 @@ class Capture:
         self._level = LevelWatch(device)
         self.scorer = scorer
         self.canceller = canceller
+        self.auto_gain = auto_gain
+        self.suppress = suppress
         self.scoring = False
         self.cancelling = False
         self.answering = False  # an answer plays: the frames read say so (audio.barge_in = "wake_word")
@@ -187,7 +192,11 @@ class Capture:
                 # that, so a person's wake word gets through; the session gets it too, so the server's
                 # activity detection hears the person, not pivoice itself.
                 frame = replace(frame, pcm=self.canceller.process(frame.end, frame.at, frame.pcm))
+            if self.auto_gain is not None:
+                frame = replace(frame, pcm=self.auto_gain(frame.pcm))
             hit = self.scorer(frame) if self.scoring and self.scorer is not None else None
+            if self.suppress is not None:
+                frame = replace(frame, pcm=self.suppress(frame.pcm))
             batch.append((frame, hit))
             if hit is None and self.idle and len(batch) < IDLE_BATCH:
                 continue

@@ -2,10 +2,10 @@
 
 The config comes first: when it cannot be read nothing else can be checked (one error, exit 78). Then
 the API key (or device secret), the wake-word models (loaded in LiteRT), the microphone and the speaker
-(opened in a format they take, then closed), the GPIO pins (created, then released), the earcons' WAV
-files (read) and, with --online,
-one Live API session. Each failing piece is one ERROR line naming it; the exit status is that of the
-first failure (78 for what a config change fixes, 69 for what is absent or busy now), 0 when all is fine.
+(opened in a format they take, then closed), automatic gain and noise suppression (made, when on), the
+GPIO pins (created, then released), the earcons' WAV files (read) and, with --online, one Live API
+session. Each failing piece is one ERROR line naming it; the exit status is that of the first failure
+(78 for what a config change fixes, 69 for what is absent or busy now), 0 when all is fine.
 """
 
 from __future__ import annotations
@@ -90,6 +90,22 @@ def _gpio(settings: config.Settings) -> str:
         if g.available else "none configured"
 
 
+def _noise(settings: config.Settings) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..audio import noise
+
+    a = settings.audio
+    if noise.make(a.noise_suppression, a.auto_gain_dbfs) == (None, None):
+        return "off"
+    try:
+        package = f"{noise.PACKAGE} {version(noise.PACKAGE)}"
+    except PackageNotFoundError:  # importable, but not installed by pip (a copy on the path)
+        package = noise.PACKAGE
+    return (f"automatic gain {f'target -{a.auto_gain_dbfs} dBFS' if a.auto_gain_dbfs else 'off'}, noise "
+            f"suppression {a.noise_suppression or 'off'} ({package})")
+
+
 def _earcons(settings: config.Settings) -> str:
     from ..earcons import NAMES, Earcons
 
@@ -125,6 +141,7 @@ def run(args: Namespace, online: Callable[[Any, Any], Any]) -> int:
     piece("wake words", lambda: _wake(settings))
     piece("microphone", lambda: _device(settings, "capture"))
     piece("speaker", lambda: _device(settings, "playback"))
+    piece("gain and noise", lambda: _noise(settings))
     piece("GPIO", lambda: _gpio(settings))
     piece("earcons", lambda: _earcons(settings))
     if args.online and key is not None:

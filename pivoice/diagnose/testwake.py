@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from ..audio import noise
 from ..audio.convert import Converter, amplify
 from ..audio.device import Opener, wants
 from ..audio.format import IN_RATE
@@ -82,14 +83,17 @@ def from_microphone(settings: Settings, seconds: float, out: TextIO) -> Iterator
 def run(settings: Settings, file: Path | None, seconds: float, out: TextIO = sys.stdout) -> int:
     threshold = settings.wake.threshold
     engine = load_engine(resolve_models(settings.wake.models))
+    # As the daemon's detector hears it: after the automatic gain (noise suppression comes after the detector).
+    auto_gain, _ = noise.make(0, settings.audio.auto_gain_dbfs)
     source = from_file(file) if file is not None else from_microphone(settings, seconds, out)
-    print(f"Wake words {', '.join(settings.wake.models)}, threshold {threshold:g} (wake.threshold); scores of "
-          f"{SHOWN:g} and above:", file=out)
+    print(f"Wake words {', '.join(settings.wake.models)}, threshold {threshold:g} (wake.threshold); scores"
+          f"{' after the automatic gain (audio.auto_gain_dbfs)' if auto_gain else ''} of {SHOWN:g} and above:",
+          file=out)
     best: dict[str, tuple[float, float]] = {}  # name: (score, seconds into the audio)
     detections = 0
     step = 0
     for chunk in source:
-        for scores in engine.process(chunk):
+        for scores in engine.process(auto_gain(chunk) if auto_gain else chunk):
             step += 1
             t = step * STEP / IN_RATE
             shown = []
