@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 from harness import TEST_KEY, decode_flac, read_wav, silence
 
@@ -378,3 +380,82 @@ def test_failures_are_classified_with_what_to_do():
     assert all("reload" not in str(e) for e in (key, invalid, not_impl, model))
     assert classify(ConnectionRefusedError(111, "Connection refused"), LiveSettings()).kind == "network"
     assert classify(TimeoutError(), LiveSettings()).kind == "timeout"
+
+
+# alsa-lib takes a PCM definition from the user's configuration over its own (`pcm.!name`): here
+# plughw:CARD=<id> opens pv_card_<id>, a name this test defines, so a card looked up in the (recorded)
+# /proc/asound tree opens the virtual card's microphone. (Only in this test's home: other tests need
+# plughw:CARD=... of a card that is not there to fail as it does on a Pi.)
+PLUGHW_BY_CARD_ID = """
+pcm.!plughw {
+  @args [ CARD DEV SUBDEV ]
+  @args.CARD { type string }
+  @args.DEV { type integer default 0 }
+  @args.SUBDEV { type integer default -1 }
+  type plug
+  slave.pcm { @func concat strings [ "pv_card_" $CARD ] }
+}
+pcm.pv_card_Device { type pulse  device "mic_feed" }
+"""
+
+
+def test_a_usb_microphone_replugged_under_another_index_is_found_by_its_usb_id(soundcard, standin, in_process,
+                                                                                home, tmp_path, monkeypatch):
+    """input_device = "usb:0d8c:0014": the microphone is card 3 at start (a Pi 4 with a HAT and this USB
+    microphone, as /proc/asound listed them), is unplugged (gone from the list, its audio stops), and
+    comes back as card 4 (another USB card took 3). pivoice looks the id up again at every reopen, opens
+    the card under its new index, and hears the wake word from it."""
+    import shutil
+
+    from pivoice.audio import device
+
+    with (home / ".asoundrc").open("a") as f:
+        f.write(PLUGHW_BY_CARD_ID)
+    trees = Path(__file__).resolve().parent / "asound"
+    unplugged = tmp_path / "unplugged"
+    shutil.copytree(trees / "pi4-hat-usb", unplugged)
+    shutil.rmtree(unplugged / "card3")
+    cards = (unplugged / "cards").read_text().splitlines()
+    (unplugged / "cards").write_text("\n".join(cards[:6]) + "\n")  # cards 0-2, two lines each
+    proc = tmp_path / "asound"
+
+    def plug(tree: Path) -> None:
+        (tmp_path / "next").symlink_to(tree)
+        os.replace(tmp_path / "next", proc)  # at once: a reopen never sees half a tree
+
+    looked_up: list[tuple[str, str]] = []  # (the tree's name, what the lookup gave)
+    resolve = device.resolve
+
+    def recorded(name, key, root):
+        if not name.startswith("usb:"):
+            return resolve(name, key, root)  # (the speaker)
+        tree = Path(os.readlink(root)).name  # (before: a swap may come while it looks)
+        try:
+            found = resolve(name, key, root)
+        except Exception as e:
+            looked_up.append((tree, type(e).__name__))
+            raise
+        looked_up.append((tree, found))
+        return found
+
+    plug(trees / "pi4-hat-usb")
+    monkeypatch.setattr(device, "PROC", proc)
+    monkeypatch.setattr(device, "resolve", recorded)
+    standin.behaviour.reply_after_seconds = None
+    d = in_process(config().replace('input_device = "pv_mic"', 'input_device = "usb:0d8c:0014"'))
+    d.wait_event("ready")
+    assert looked_up[0] == ("pi4-hat-usb", "plughw:CARD=Device,DEV=0"), looked_up
+    plug(unplugged)
+    soundcard.hang_mic()
+    d.wait_event("mic_lost", timeout=10)
+    deadline = time.monotonic() + 10
+    while ("unplugged", "DeviceError") not in looked_up and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ("unplugged", "DeviceError") in looked_up, looked_up
+    plug(trees / "pi4-hat-usb-replugged")
+    soundcard.hang_mic(False)
+    d.wait_event("mic_back", timeout=20)
+    assert looked_up[-1] == ("pi4-hat-usb-replugged", "plughw:CARD=Device,DEV=0"), looked_up
+    soundcard.say(silence(0.3) + read_wav("hey_jarvis.wav") + silence(0.5))
+    standin.wait_for(lambda: len(standin.sessions) == 1, 10, "a session after the microphone came back")
+    d.stop()
