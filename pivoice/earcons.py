@@ -14,9 +14,10 @@ the same dispatch that acts on the detection.
 
 Only the wake earcon plays while a session hears the microphone (the person usually goes on talking over
 it). The built-in ones are pure tones: nothing like a wake word (tests/test_earcons.py scores them with
-every built-in model) and no speech for the Live API. The echo canceller does not take them out: it gives
-each new playback stream half a second to be placed in time, longer than an earcon lasts. So a WAV earcon
-should be wordless too (config/pivoice.toml says so).
+every built-in model) and no speech for the Live API. The echo canceller does not take them out: the wake
+earcon plays while pivoice listens, when the canceller is not running, and a new playback stream passes
+it uncancelled until its first check (after 0.1 s of it, most of an earcon). So a WAV earcon should be
+wordless too (config/pivoice.toml says so).
 """
 
 from __future__ import annotations
