@@ -119,7 +119,7 @@ def test_in_the_daemon_auto_gain_raises_a_quiet_voice(soundcard, run_daemon, sta
 
 def test_the_detector_hears_the_microphone_before_noise_suppression(soundcard, run_daemon, standin):
     """Strong suppression in light noise takes away enough of this quiet voice's wake word that the
-    detector, fed it, would not hear it (bench/noise_gain.py: best score 0.23 suppressed, 0.99 not). The
+    detector, fed it, would not hear it (checked below; bench/noise_gain.py has more such clips). The
     detector is fed before the suppression, so it is heard."""
     quiet = (samples(read_wav("hey_jarvis_rp.wav") + silence(0.15) + read_wav("command_time_tokyo.wav"))
              * 0.1).astype("<i2").tobytes()

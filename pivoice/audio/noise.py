@@ -6,7 +6,7 @@ of the two settings is on, so a speaker that does not use it pays nothing.
 
 Where each runs, in the capture thread (capture.py), follows bench/noise_gain.py's figures (BENCHMARKS.md):
   - automatic gain after the echo canceller (which needs the microphone as the room made it) and before the
-    wake-word detector: it raised the detector's scores on quiet and noisy clips;
+    wake-word detector: with it the detector heard more of the noisy test clips;
   - noise suppression after the detector, on what goes to the pre-roll and the Live API only: before the
     detector it lowered the scores in noise, while what it hands on is closer to the clean voice.
 Each is its own WebRTC processor. WebRTC takes 10 ms at a time; a capture period is 8 of those at 16 kHz.
