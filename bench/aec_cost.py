@@ -5,7 +5,9 @@ The scene is tests/echo_scene.py (shared with tests/test_aec.py): the spoken rep
 --seconds, heard by the microphone through a small room `--delay` later than the playback clock says, at
 --gains (1.0: the echo as loud as the person; above about 1.3 the 16-bit microphone clips), plus room
 noise; a person says "hey jarvis" at --people moments over the answer's second half. The EchoCanceller
-is driven as the daemon drives it: `played()` per 20 ms period, `process()` per 80 ms frame.
+is driven as the daemon drives it: `played()` per 20 ms period, `process()` per 80 ms frame. A second
+table: the speaker's stream restarting mid-answer, a person talking over it soon after (tests/test_aec.py
+has three of these cases).
 
 Cost is thread CPU time per second of audio, beside the baseline that runs on every microphone frame
 during an answer anyway: the wake-word engine (pivoice's OpenWakeWordEngine, 1 word). Quality is echo
@@ -22,7 +24,7 @@ import time
 
 import _common as c
 import numpy as np
-from echo_scene import drive, scene
+from echo_scene import LEAD, drive, scene
 
 from pivoice.audio.aec import EchoCanceller
 from pivoice.wake.openwakeword import OpenWakeWordEngine, builtin_models_dir
@@ -69,6 +71,30 @@ def main() -> None:
                          "person heard after AEC"]))
     print(f"\nCPU: % of one core while answering ({a.seconds:g} s of answer). Delay found: beyond the playback "
           f"clock; the simulated room adds {a.delay * 1000:.0f} ms and the microphone clock 3 ms.")
+    print()
+    restart(engine)
+
+
+RESTART_AT = 10.0  # s into the answer: the speaker's stream stops for 0.2 s (an underrun) and starts anew
+BIASES = (0.0011, -0.002, 0.003, -0.0005)  # s: errors of the new stream's clock estimate
+
+
+def restart(engine) -> None:
+    """A new playback stream mid-answer (the speaker ran dry for 0.2 s and restarted), placed by a clock
+    estimate a little off, a person saying the wake word 0.05-0.45 s after it resumes: is it heard?"""
+    rows, hits, total = [], 0, 0
+    for start in np.arange(RESTART_AT + 0.25, RESTART_AT + 0.66, 0.05):
+        row = [f"{start - RESTART_AT - 0.2:.2f} s"]
+        for bias in BIASES:
+            sc = scene(14.0, delay=0.06, gain=1.0, people=[start], pauses=[(RESTART_AT, 0.2)])
+            out = drive(EchoCanceller(), sc.reply, sc.mic, skip_silence=True,
+                        bias=lambda u, b=bias: b if u > LEAD + RESTART_AT + 0.1 else 0.0)[0]
+            heard = wake_hits(engine, out, sc.people)
+            hits, total = hits + heard, total + 1
+            row.append("heard" if heard else "missed")
+        rows.append(row)
+    print(c.table(rows, ["person starts after the restart", *(f"clock {b * 1000:+.1f} ms" for b in BIASES)]))
+    print(f"person heard over a restarted stream: {hits} of {total} (echo as loud as the person)")
 
 
 if __name__ == "__main__":
