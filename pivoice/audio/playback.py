@@ -31,6 +31,7 @@ import alsaaudio
 import numpy as np
 
 from ..logs import fields
+from ..threadname import name_this_thread
 from .convert import Converter, encode
 from .device import Opener, Want
 from .format import OUT_RATE
@@ -155,6 +156,7 @@ class Playback:
     def _run(self) -> None:
         """Plays until closed; a failing device is logged, closed and reopened (the conversation goes on,
         unheard until it is back). The PCM is closed here, by the one thread that uses it."""
+        name_this_thread()
         wait = RETRY_FIRST
         try:
             while not self._stop.is_set():

@@ -29,13 +29,14 @@ import numpy as np
 import soxr
 
 from ..audio.format import IN_RATE, OUT_RATE, SAMPLE_DTYPE
+from ..threadname import name_this_thread
 from .openwakeword import OpenWakeWordEngine
 
 log = logging.getLogger("pivoice.wake")
 
 # A microphone detection this close to the moment the reference's detection is heard is the echo.
 # Wide on purpose: it absorbs the acoustic delay (audio servers and USB add latency no API reports),
-# the capture period (80 ms), and a chunk or two of difference in when a distorted echo crosses the
+# the capture period (40 ms), and a chunk or two of difference in when a distorted echo crosses the
 # threshold.
 ECHO_BEFORE = 0.4
 ECHO_AFTER = 0.8
@@ -47,7 +48,8 @@ class SelfTriggerGuard:
         self._paths = model_paths
         self._threshold = threshold
         self._heard_at = heard_at
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo",
+                                        initializer=name_this_thread)
         self._engine: OpenWakeWordEngine | None = None
         self._resampler: soxr.ResampleStream | None = None
         self._start = 0  # 24 kHz stream offset of the reference audio's first sample since reset
