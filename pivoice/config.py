@@ -40,8 +40,8 @@ class AudioSettings(_Section):
     auto_gain_dbfs: int = Field(0, ge=0, le=31)
     output_rate: int = 0  # 0: pivoice's own (24000), or what the device runs at
     output_channels: int = Field(0, ge=0, le=8)
-    input_period_ms: int = Field(80, ge=10, le=200)
-    input_periods: int = Field(4, ge=2, le=16)
+    input_period_ms: int = Field(40, ge=10, le=200)
+    input_periods: int = Field(8, ge=2, le=16)
     output_period_ms: int = Field(20, ge=5, le=100)
     output_periods: int = Field(4, ge=2, le=16)
     echo_cancellation: bool = True

@@ -148,8 +148,9 @@ def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[st
     auto_gain, suppress = noise.make(settings.audio.noise_suppression, settings.audio.auto_gain_dbfs)
     assistant = Assistant(
         settings,
-        Capture(settings.audio.input_device, scorer=detector.score, canceller=aec, want=capture_want,
-                channel=channel, gain_db=settings.audio.input_gain_db, auto_gain=auto_gain, suppress=suppress),
+        Capture(settings.audio.input_device, scorer=detector.score, patient=detector.patient, canceller=aec,
+                want=capture_want, channel=channel, gain_db=settings.audio.input_gain_db, auto_gain=auto_gain,
+                suppress=suppress),
         playback,
         detector,
         client,

@@ -1,7 +1,7 @@
 """A simulated room for the echo canceller (tests/test_aec.py, bench/aec_cost.py): an answer played from
 the spoken reply clips, heard by the microphone through a small room, later than the playback clock
 says, with room noise and a person saying "hey jarvis" over it; and the canceller driven as the daemon
-drives it (`played()` per 20 ms period with a jittered "heard at" time, `process()` per 80 ms frame)."""
+drives it (`played()` per 20 ms period with a jittered "heard at" time, `process()` per capture frame)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 import soxr
 from harness import read_wav
 
-FRAME = 1280  # 16 kHz microphone frame (80 ms)
+from pivoice.audio.capture import RATE, WANT
+
+FRAME = WANT.params(RATE, 1).period_frames  # 16 kHz microphone frame: the capture period (40 ms)
 PERIOD = 480  # 24 kHz playback period (20 ms)
 LEAD = 1.0  # the answer starts being heard this far into the microphone signal (s)
 
@@ -60,7 +62,7 @@ def drive(aec, reply: np.ndarray, mic: np.ndarray, seed: int = 11, timer=None, f
           bias=None, lost: tuple[float, float] | None = None) -> tuple[np.ndarray, float, float]:
     """Feeds `aec` as the daemon would: periods written 80 ms before they are heard (heard-at times with
     4 ms of jitter), microphone frames read 3 ms after their last sample (5 ms of jitter).
-    `frames`: frame lengths to cycle through (default 1280). `skip_silence`: periods of digital silence
+    `frames`: frame lengths to cycle through (default FRAME). `skip_silence`: periods of digital silence
     are not played (the stream runs dry there, as between answers: the next period starts a new one).
     `bias(t)`: an error (s) in the heard-at estimates of the period heard at t. `lost` (t, seconds):
     capture loses that much audio at t (an overrun): the microphone index goes on, its time jumps.

@@ -63,7 +63,7 @@ def test_devices_at_another_rate_in_stereo_hear_and_speak_right(rate, run_daemon
     as it was said (16 kHz), and the speaker gets the answer at `rate` on both channels."""
     cfg = config(f"input_rate = {rate}\ninput_channels = 2\noutput_rate = {rate}\noutput_channels = 2")
     d = converse(run_daemon, standin, tmp_path, cfg, as_device(silence(LEAD) + VOICE + silence(4.0), rate, 2))
-    assert d.count(rf"capture device mic_file: {rate} Hz, 2 channels, S16_LE, period \d+ frames \(80 ms\)") == 1
+    assert d.count(rf"capture device mic_file: {rate} Hz, 2 channels, S16_LE, period \d+ frames \(40 ms\)") == 1
     assert d.count(rf"playback device spk_file: {rate} Hz, 2 channels, S16_LE, period \d+ frames \(20 ms\)") == 1
     heard = aligned_correlation(samples(VOICE), samples(bytes(standin.sessions[0].audio)))
     assert heard >= 0.95, f"what the Live API got correlates {heard:.3f} with what was said"

@@ -33,6 +33,18 @@ def unrelated_speech_in_noise() -> bytes:
     return noisy(decode_flac("unrelated_speech.flac"), snr_db=10) + silence(1.0)
 
 
+CLIPS = ["wake", "wake_rp", "wake_rp_10db", "unrelated"]
+
+
+def clip_audio(clip: str) -> bytes:
+    """The wake word said twice (two voices, one also with noise at 20 and 10 dB SNR), and unrelated speech."""
+    if clip == "wake":
+        return silence(1.0) + read_wav("hey_jarvis.wav") + silence(0.15) + read_wav("command_time_tokyo.wav")
+    if clip == "unrelated":
+        return unrelated_speech_in_noise()[: 20 * 32000]
+    return noisy(silence(1.0) + read_wav("hey_jarvis_rp.wav") + silence(1.0), snr_db=20 if clip == "wake_rp" else 10)
+
+
 def reference_scores(model: str, pcm: bytes, tmp_path: Path) -> np.ndarray:
     raw = tmp_path / f"ref-{model}.raw"
     raw.write_bytes(pcm)
@@ -51,16 +63,11 @@ def our_scores(models: list[str], pcm: bytes) -> dict[str, np.ndarray]:
     return {m: np.array([c[m] for c in chunks]) for m in models}
 
 
-@pytest.mark.parametrize("clip", ["wake", "wake_rp", "wake_rp_10db", "unrelated"])
+@pytest.mark.parametrize("clip", CLIPS)
 def test_detections_match_pyopen_wakeword(clip, tmp_path):
     """Every wake word pyopen-wakeword's engine detects (score >= 0.5) pivoice detects too, and where it
     detects nothing, neither does pivoice: the other model, and unrelated speech in noise."""
-    pcm = {
-        "wake": silence(1.0) + read_wav("hey_jarvis.wav") + silence(0.15) + read_wav("command_time_tokyo.wav"),
-        "wake_rp": noisy(silence(1.0) + read_wav("hey_jarvis_rp.wav") + silence(1.0), snr_db=20),
-        "wake_rp_10db": noisy(silence(1.0) + read_wav("hey_jarvis_rp.wav") + silence(1.0), snr_db=10),
-        "unrelated": unrelated_speech_in_noise()[: 20 * 32000],
-    }[clip]
+    pcm = clip_audio(clip)
     ours = our_scores(["hey_jarvis", "alexa"], pcm)
     for model in ("hey_jarvis", "alexa"):
         ref = reference_scores(model, pcm, tmp_path)
@@ -75,6 +82,45 @@ def test_detections_match_pyopen_wakeword(clip, tmp_path):
         assert ours["alexa"].max() < 0.5
     else:
         assert ours["hey_jarvis"].max() < 0.5
+
+
+def scores_by_period(engine: OpenWakeWordEngine, pcm: bytes, period: int = 640) -> list[tuple[int, float]]:
+    """(sample at which a listening pivoice has the score, its hey_jarvis score): fed a capture period at
+    a time, as the capture thread does."""
+    out = []
+    for end in range(period, len(pcm) // 2 + 1, period):
+        out += [(end, s["hey_jarvis"]) for s in engine.process(pcm[2 * (end - period) : 2 * end])]
+    return out
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_looking_ahead_half_a_chunk_decides_no_later_and_changes_no_chunk_score(clip):
+    """The detector's lookahead: the scores at the ends of chunks are those without it, bit for bit; the
+    extra ones come only near a detection; each detection comes at the same moment or 40 ms sooner, and
+    there is none the plain engine does not make."""
+    pcm = clip_audio(clip)
+    models = {"hey_jarvis": builtin_models_dir() / "hey_jarvis.tflite"}
+    plain = scores_by_period(OpenWakeWordEngine(models), pcm)
+    ahead = scores_by_period(OpenWakeWordEngine(models, lookahead=True), pcm)
+    chunk_ends = [end for end, _ in plain]
+    assert all(end % 1280 == 0 for end in chunk_ends)
+    assert [x for x in ahead if x[0] % 1280 == 0] == plain
+    middles = [x for x in ahead if x[0] % 1280]
+    assert all(any(e == end - 640 and s >= 0.1 for e, s in plain) for end, _ in middles), "a step not near one"
+
+    def detections(scores):  # when a score first reaches 0.5 after being below it
+        return [end for (end, s), (_, before) in zip(scores, [(0, 0.0), *scores[:-1]], strict=True) if s >= 0.5 > before]
+
+    d_plain, d_ahead = detections(plain), detections(ahead)
+    print(f"{clip}: {len(middles)} middle steps of {len(ahead)}; detections at {d_plain} -> {d_ahead}")
+    assert len(d_ahead) == len(d_plain)
+    assert all(p - 640 <= a <= p for a, p in zip(d_ahead, d_plain, strict=True))
+    if clip.startswith("wake"):
+        assert d_plain
+    if clip in ("wake", "wake_rp"):  # on these clips the score crosses in the middle of a chunk
+        assert d_ahead[0] == d_plain[0] - 640
+    # Fed whole chunks (80 ms capture periods), it looks ahead never: the chunk's own score is as soon.
+    assert scores_by_period(OpenWakeWordEngine(models, lookahead=True), pcm, 1280) == plain
 
 
 def test_unrelated_speech_in_noise_never_scores_near_threshold():

@@ -14,7 +14,7 @@ reads `frames()`; it never reaches into the chain.
 Scoring in this thread means a frame costs one hand-over to the event loop, with its detection
 (bench/wake_cost.py --explain measured the hand-overs: they were most of pivoice's CPU over the bare
 wake-word loop). While `idle` (no conversation) frames are handed over IDLE_BATCH at a time, and at once
-with a detection, so the loop wakes a few times a second instead of 12.5. The hand-over is bounded (SLOTS
+with a detection, so the loop wakes a few times a second instead of 25. The hand-over is bounded (SLOTS
 frames) and the thread waits when it is full: audio is never dropped between the device and the
 consumer. On a real device the consumer keeps up; on an unpaced test device (ALSA's file plugin) the
 wait paces capture to the consumer.
@@ -33,6 +33,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..threadname import name_this_thread
 from .convert import Converter, amplify
 from .device import Opener, Want
 from .format import IN_RATE
@@ -46,12 +47,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("pivoice.audio")
 
 RATE = IN_RATE
-WANT = Want(RATE, 1, 80.0, 4)  # 80 ms periods: one wake-word step, one Live API message
+WANT = Want(RATE, 1, 40.0, 8)  # 40 ms periods: half a wake-word step (wake/openwakeword.py looks ahead
+# half a chunk near a detection), one Live API message
 
 
-STALL_SECONDS = 3.0  # no audio for this long from a device that should deliver every 80 ms: it is gone
-SLOTS = 32  # frames (2.5 s) handed over and not yet taken, before the thread waits
-IDLE_BATCH = 4  # frames (320 ms) handed over together while idle (a detection goes at once)
+STALL_SECONDS = 3.0  # no audio for this long from a device that should deliver every 40 ms: it is gone
+SLOTS = 64  # frames (2.5 s) handed over and not yet taken, before the thread waits
+IDLE_BATCH = 8  # frames (320 ms) handed over together while idle (a detection goes at once)
+PATIENT_SLACK = 0.003  # s after the second period is due that a patient read wakes (a device may be late)
 RETRY_FIRST = 1.0  # seconds before reopening a failed device; doubles up to RETRY_MAX
 RETRY_MAX = 10.0
 
@@ -61,12 +64,14 @@ class Capture:
                  scorer: Callable[[Frame], Detection | None] | None = None,
                  canceller: EchoCanceller | None = None, want: Want = WANT, channel: int | None = None,
                  gain_db: float = 0.0, auto_gain: Callable[[bytes], bytes] | None = None,
-                 suppress: Callable[[bytes], bytes] | None = None):
+                 suppress: Callable[[bytes], bytes] | None = None, patient: Callable[[int], bool] | None = None):
         """`scorer`: the wake-word detector's frame -> detection; `canceller`: the echo canceller. Both run
         in the capture thread, on every frame, while `scoring` / `cancelling` are set. `want`: the format to
         ask the device for; `channel`: of a device with several channels, listen to this one (0 = the
         first) instead of their mix; `gain_db`: audio.input_gain_db; `auto_gain`, `suppress`: automatic gain
-        (before the detector) and noise suppression (after it), on every frame (audio/noise.py)."""
+        (before the detector) and noise suppression (after it), on every frame (audio/noise.py); `patient`:
+        the detector would not score a next frame of that many samples alone (WakeDetector.patient), so while
+        idle the thread may sleep through it and read it with the one after (`_rest`)."""
         self.device = device
         self.key = key
         self.channel = channel
@@ -77,20 +82,36 @@ class Capture:
         self.canceller = canceller
         self.auto_gain = auto_gain
         self.suppress = suppress
+        self.patient = patient
         self.scoring = False
         self.cancelling = False
         self.answering = False  # an answer plays: the frames read say so (audio.barge_in = "wake_word")
-        self.idle = False  # no conversation: frames without a detection may wait to go in a batch
+        self._idle = False
+        self._awake = threading.Event()  # set when the thread must not rest (a conversation began, stopping)
         self.newest = 0  # sample index of the end of the newest frame read (read from any thread)
         self.on_lost: Callable[[str], Any] | None = None
         self.on_back: Callable[[], Any] | None = None
         self._pcm: Any = None
+        self._period_frames, self._rate = 0, RATE
         self._poll: Any = None  # select.poll of the device's descriptors, while it is open
         self._convert: Converter | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._queue: asyncio.Queue[tuple[Frame, Detection | None]] = asyncio.Queue()
         self._slots = threading.BoundedSemaphore(SLOTS)
+
+    @property
+    def idle(self) -> bool:
+        """No conversation: frames without a detection may wait to go in a batch, and the thread may rest."""
+        return self._idle
+
+    @idle.setter
+    def idle(self, value: bool) -> None:
+        self._idle = value
+        if value:
+            self._awake.clear()
+        else:
+            self._awake.set()  # a resting thread reads what is in at once
 
     def open(self) -> None:
         """Open the device (raises ConfigError/DeviceError with a message naming the key)."""
@@ -104,6 +125,7 @@ class Capture:
         if (got.rate, got.channels, got.sample_format) != (RATE, 1, "S16_LE"):
             pick = self.channel if got.channels > 1 else None
             self._convert = Converter(got.rate, got.channels, RATE, 1, in_format=got.sample_format, pick=pick)
+        self._period_frames, self._rate = got.period_frames, got.rate
         self._poll = select.poll()
         for fd, mask in pcm.polldescriptors():
             self._poll.register(fd, mask)
@@ -144,6 +166,7 @@ class Capture:
             self._queue.put_nowait(item)
 
     def _run(self, loop: asyncio.AbstractEventLoop, lost: bool) -> None:
+        name_this_thread()
         index = 0
         batch: list[tuple[Frame, Detection | None]] = []
         wait = RETRY_FIRST
@@ -198,11 +221,28 @@ class Capture:
             if self.suppress is not None:
                 frame = replace(frame, pcm=self.suppress(frame.pcm))
             batch.append((frame, hit))
-            if hit is None and self.idle and len(batch) < IDLE_BATCH:
-                continue
-            if not self._put(loop, batch):
-                return
-            batch = []
+            if hit is not None or not self.idle or len(batch) >= IDLE_BATCH:
+                if not self._put(loop, batch):
+                    return
+                batch = []
+            self._rest(frame)
+
+    def _rest(self, frame: Frame) -> None:
+        """While idle, when the detector would not score the next period alone (with 40 ms periods: the first
+        half of a chunk, and no word near), sleep until the period after it is in too, and read both: one
+        wake-up per chunk, as with 80 ms periods (each wake-up of the capture thread costs CPU:
+        bench/footprint.py), and no later a detection, which that second period decides. The frames keep
+        their sample indices; only their read times come later (by up to a period). Not when the next period
+        is already in (the thread is behind, or the device is not paced by a clock: ALSA's file plugin)."""
+        if not (self.idle and self.scoring and not self.cancelling and self.patient is not None
+                and self.patient(len(frame.pcm) // 2)):
+            return
+        try:
+            ready = self._pcm.avail() if self._pcm is not None else self._period_frames
+        except Exception:  # noqa: BLE001 - a failing device: the next read says so
+            return
+        if 0 <= ready < self._period_frames:  # what is in counts towards the next period: no drift
+            self._awake.wait((2 * self._period_frames - ready) / self._rate + PATIENT_SLACK)
 
     @staticmethod
     def _notify(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any] | None, *args: Any) -> None:
@@ -222,6 +262,7 @@ class Capture:
 
     def close(self) -> None:
         self._stop.set()
+        self._awake.set()
         if self._thread is not None:
             # A read returns within a period on a real device; an idle test FIFO may never return.
             self._thread.join(timeout=0.5)

@@ -72,12 +72,12 @@ def _stderr_to_log():
                 log.debug("LiteRT: %s", line)
 
 
-def load_engine(paths: dict[str, Path]) -> OpenWakeWordEngine:
+def load_engine(paths: dict[str, Path], lookahead: bool = False) -> OpenWakeWordEngine:
     """The engine over these model files, loaded in LiteRT; a ConfigError naming wake.models when a
     file is not a model, or not a wake-word classifier."""
     try:
         with _stderr_to_log():
-            return OpenWakeWordEngine(paths)
+            return OpenWakeWordEngine(paths, lookahead=lookahead)
     except WakeModelError as e:
         raise ConfigError(f"wake.models: {e}. Use a built-in name or an openWakeWord .tflite file.") from None
 
@@ -102,12 +102,17 @@ class WakeDetector:
         return list(self._paths)
 
     async def load(self) -> None:
-        self._engine = await asyncio.to_thread(load_engine, self._paths)
+        self._engine = await asyncio.to_thread(load_engine, self._paths, lookahead=True)
         log.info("wake word models loaded: %s (threshold %.2f)", ", ".join(self.names), self.threshold)
 
     def reset(self) -> None:
         """Forget what was heard (takes effect before the next frame is scored)."""
         self._reset_pending = True
+
+    def patient(self, samples: int) -> bool:
+        """A next frame of `samples` would not be scored alone (OpenWakeWordEngine.would_score); called in
+        the capture thread."""
+        return self._engine is not None and not self._reset_pending and not self._engine.would_score(samples)
 
     def score(self, frame: Frame) -> Detection | None:
         """Scores a frame (in the one thread that feeds the detector: the capture thread)."""
