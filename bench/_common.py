@@ -104,6 +104,35 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_cpu_ns(pid: int) -> int:
+    """Time on a CPU of every thread a process has now, in nanoseconds (the scheduler's own count: exact,
+    where /proc/PID/stat's utime and stime come in clock ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except OSError:  # the thread ended
+            continue
+    return total
+
+
+def proc_threads(pid: int) -> dict[int, tuple[str, float, int]]:
+    """Each thread of a process: its OS name (pivoice names its own `pv-...`), CPU seconds, and context
+    switches (each a wake-up: it slept, or was preempted)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            task = Path(f"/proc/{pid}/task/{tid}")
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            switches = sum(int(line.split()[1]) for line in (task / "status").read_text().splitlines()
+                           if "ctxt_switches:" in line)
+            out[int(tid)] = ((task / "comm").read_text().strip(), (int(fields[11]) + int(fields[12])) / CLK_TCK,
+                             switches)
+        except OSError:  # the thread ended
+            continue
+    return out
+
+
 def proc_rss_mib(pid: int, key: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):

@@ -140,7 +140,7 @@ def run_pivoice(words, pcm: np.ndarray | None, models: Path, device: str = "mic_
 
     async def main() -> dict:
         det = WakeDetector(resolve_models(list(words)), THRESHOLD)
-        cap = Capture(device, scorer=det.score)  # as pivoice.daemon.build wires them
+        cap = Capture(device, scorer=det.score, patient=det.patient)  # as pivoice.daemon.build wires them
         cap.open()
         await det.load()
         cap.scoring = cap.idle = True  # as the assistant sets them while it waits for the wake word
@@ -298,12 +298,13 @@ def result(words, samples, cpu, wall, scores) -> dict:
 
 
 # -- live: the bare loop on a capture device (footprint baseline) ----------------------------------
-def listen(words, device: str, models: Path) -> None:
+def listen(words, device: str, models: Path, period: int = CHUNK) -> None:
+    """The models on a chunk at a time, read in `period`-frame periods (a buffer of 320 ms)."""
     import alsaaudio
 
     chain = BareChain(words, models)
     pcm = alsaaudio.PCM(alsaaudio.PCM_CAPTURE, alsaaudio.PCM_NORMAL, device=device, channels=1, rate=RATE,
-                        format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=CHUNK, periods=4)
+                        format=alsaaudio.PCM_FORMAT_S16_LE, periodsize=period, periods=4 * CHUNK // period)
     print("READY", flush=True)
     pending = b""
     while True:
@@ -323,8 +324,8 @@ def main() -> None:
         import pyopen_wakeword
 
         models = Path(pyopen_wakeword.__file__).parent / "models"
-    if engine == "listen":
-        listen(words, sys.argv[3], models)
+    if engine in ("listen", "listen-40ms"):
+        listen(words, sys.argv[3], models, CHUNK if engine == "listen" else CHUNK // 2)
         return
     if engine == "listen-pivoice":
         run_pivoice(words, None, models, device=sys.argv[3])

@@ -5,7 +5,7 @@ The scene is tests/echo_scene.py (shared with tests/test_aec.py): the spoken rep
 --seconds, heard by the microphone through a small room `--delay` later than the playback clock says, at
 --gains (1.0: the echo as loud as the person; above about 1.3 the 16-bit microphone clips), plus room
 noise; a person says "hey jarvis" at --people moments over the answer's second half. The EchoCanceller
-is driven as the daemon drives it: `played()` per 20 ms period, `process()` per 80 ms frame. A second
+is driven as the daemon drives it: `played()` per 20 ms period, `process()` per capture frame. A second
 table: the speaker's stream restarting mid-answer, a person talking over it soon after (tests/test_aec.py
 has three of these cases).
 

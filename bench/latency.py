@@ -382,7 +382,7 @@ def main() -> None:
             np.savez(args.dump, samples=samples, reads=np.array(speaker.stamps), card_writes=np.array(writes),
                      events=json.dumps(convs), log="\n".join(d.lines))
         periods = {m.group(1): (m.group(2), m.group(3)) for line in d.lines
-                   if (m := re.search(r"(capture|playback) open: \S+, period (\d+) frames, buffer (\d+) frames", line))}
+                   if (m := re.search(r"(capture|playback) device \S+: .*period (\d+) frames.*buffer (\d+) frames", line))}
         code, _ = d.stop()
 
         # 4. The button and the wake word over the answer, on the daemon built in this process.

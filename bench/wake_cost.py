@@ -201,6 +201,14 @@ def main() -> None:
                    f"MISSED: {(med - 1) * 100:.0f}% over bare where {(TARGET_RATIO - 1) * 100:.0f}% is allowed")
         print(f"pivoice / bare LiteRT, {n} word(s): {med:.3f} (per round: "
               f"{', '.join(f'{r:.3f}' for r in rs)}); target <= {TARGET_RATIO}: {verdict}")
+    if len(WORDS) > 1:
+        few, many = min(WORDS), max(WORDS)
+        per_round = [(per_s(b) - per_s(a)) / (many - few) / per_s(a)
+                     for a, b in zip(results[("pivoice", few)], results[("pivoice", many)], strict=True)]
+        extra = c.median(per_round)
+        print(f"target (issue 14): each wake word after the first costs < 10% of the first: {extra * 100:.1f}% per "
+              f"extra word, pivoice {few} -> {many} words (per round: "
+              f"{', '.join(f'{x * 100:.1f}%' for x in per_round)}): {'met' if extra < 0.10 else 'not met'}")
     print("CPU ms/s = CPU milliseconds (all threads of the engine's process) per second of audio; "
           "'of a core' = the same as a share of one core.")
     print("detections: hey_jarvis crossing 0.5, at most one per 2 s (the recording holds 2 wake words); "
