@@ -65,6 +65,9 @@ LEFT_OUT = {
     "test_the_detector_hears_the_microphone_before_noise_suppression": "a conversation of the daemon: slow emulated",
     "test_no_builtin_earcon_sounds_like_any_wake_word": "four models on the earcons: the wake-word engine is "
                                                         "compared with x86 by its own step",
+    # (a test id with its parameter leaves out that case only)
+    "test_looking_ahead_half_a_chunk_decides_no_later_and_changes_no_chunk_score[unrelated]":
+        "the unrelated speech is decoded with sox, which the arm64 roots do not install (the other clips run)",
 }
 
 
@@ -279,7 +282,7 @@ def pytest_collection_modifyitems(config, items):
     """Plugin hook (-p arm64_probe): leave out what the arm64 roots cannot run or need not (above)."""
     keep, drop = [], []
     for item in items:
-        left_out = (item.path.name in LEFT_OUT_FILES or item.name.split("[")[0] in LEFT_OUT
+        left_out = (item.path.name in LEFT_OUT_FILES or item.name.split("[")[0] in LEFT_OUT or item.name in LEFT_OUT
                     or NEEDS_SOUND_SERVER & set(getattr(item, "fixturenames", ())))
         (drop if left_out else keep).append(item)
     if drop:
