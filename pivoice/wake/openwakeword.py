@@ -171,9 +171,7 @@ class OpenWakeWordEngine:
         """Feed int16 little-endian samples; returns one {name: score} per completed 80 ms chunk and, with
         `lookahead`, one for the middle of a chunk near a detection, in the order of the audio."""
         buf = self._pending + pcm if self._pending else pcm
-        n = len(buf) // 2
-        look = self._lookahead and self._near and not self._ahead
-        if n < CHUNK_SAMPLES and not (look and n >= HALF):
+        if not self.would_score(len(pcm) // 2):
             # Nothing to score yet (the first half of a chunk, with 40 ms periods): no numpy call, which
             # costs tens of microseconds in the capture thread (it wakes with cold caches).
             self._pending = buf
