@@ -12,6 +12,10 @@ import numpy as np
 from harness import SpeakerRecorder, alignment, read_wav, silence
 from test_gpio import CONFIG, start_answer
 
+from pivoice.audio.capture import RATE, WANT
+
+FRAME = WANT.params(RATE, 1).period_frames  # the capture frame: what pivoice sends or holds whole
+
 
 def test_each_answer_of_a_conversation_is_cancelled_from_its_start(mock_pins, soundcard, standin, in_process,
                                                                    tmp_path):
@@ -82,7 +86,7 @@ def test_each_answer_of_a_conversation_is_cancelled_from_its_start(mock_pins, so
     d.stop()
 
 
-def where_in_feed(fed: np.ndarray, sent: np.ndarray, block: int = 1280) -> list[int | None]:
+def where_in_feed(fed: np.ndarray, sent: np.ndarray, block: int = FRAME) -> list[int | None]:
     """For each `block` samples the Live API received, where in the microphone's feed they are, sample for
     sample (None: nowhere: audio pivoice changed, such as echo-cancelled audio)."""
     out: list[int | None] = []
@@ -126,12 +130,12 @@ def test_barge_in_by_wake_word_sends_nothing_while_an_answer_plays(mock_pins, so
     sent = np.frombuffer(bytes(standin.sessions[0].audio), "<i2")  # (first: all it holds is in the feed)
     fed = np.frombuffer(bytes(soundcard.fed), "<i2")
     # The pre-roll's first frame may be cut anywhere: line the blocks up on the feed from the first one.
-    start = where_in_feed(fed, sent[:1280])[0]
+    start = where_in_feed(fed, sent[:FRAME])[0]
     assert start is not None
-    first = (1280 - start % 1280) % 1280
+    first = (FRAME - start % FRAME) % FRAME
     places = where_in_feed(fed, sent[first:])
     assert None not in places, "the Live API got audio that is not the microphone's as it was (echo-cancelled?)"
-    inside = [p for p in places if any(s + 1280 <= p and p + 1280 <= e - 1280 for s, e in answers)]
+    inside = [p for p in places if any(s + 1280 <= p and p + FRAME <= e - 1280 for s, e in answers)]
     assert not inside, f"{len(inside)} blocks of the microphone sent while an answer played"
     after = [p for p in places if p >= answers[0][1]]
     assert after, "nothing sent after the first answer (the follow-up is not heard)"
