@@ -165,7 +165,11 @@ class OpenWakeWordEngine:
         """Whether `samples` more would be scored (complete a chunk, or its middle near a detection). When
         not, the capture thread may read them together with the next ones."""
         n = len(self._pending) // 2 + samples
-        return n >= CHUNK_SAMPLES or (self._lookahead and self._near and not self._ahead and n >= HALF)
+        return n >= CHUNK_SAMPLES or (self._looks_ahead() and n >= HALF)
+
+    def _looks_ahead(self) -> bool:
+        """The middle of the chunk in progress is to be scored: a word is near, and it has not been yet."""
+        return self._lookahead and self._near and not self._ahead
 
     def process(self, pcm: bytes) -> list[dict[str, float]]:
         """Feed int16 little-endian samples; returns one {name: score} per completed 80 ms chunk and, with
@@ -181,7 +185,7 @@ class OpenWakeWordEngine:
         pos = 0
         while audio.size - pos >= HALF:
             # Only while the chunk is not complete: with it in, its own score is as soon.
-            if self._lookahead and self._near and not self._ahead and audio.size - pos < CHUNK_SAMPLES:
+            if self._looks_ahead() and audio.size - pos < CHUNK_SAMPLES:
                 out.append(self._middle(audio[pos : pos + HALF]))
                 self._ahead = True
             if audio.size - pos < CHUNK_SAMPLES:
