@@ -8,7 +8,6 @@ reason ("Unknown PCM") can be told apart from a device that exists but is absent
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import threading
@@ -22,6 +21,10 @@ from ..errors import ConfigError, DeviceError
 
 log = logging.getLogger("pivoice.audio")
 
+# pyalsaaudio is linked against this soname, so it is loaded already and opening it costs nothing
+# (ctypes.util.find_library would run ldconfig: 10 ms of the start).
+LIBASOUND = "libasound.so.2"
+
 _lib_messages = threading.local()
 _handler_ref = None  # keeps the ctypes callback alive for the life of the process
 
@@ -31,9 +34,8 @@ def _install_error_handler() -> None:
     global _handler_ref
     if _handler_ref is not None:
         return
-    name = ctypes.util.find_library("asound") or "libasound.so.2"
     try:
-        lib = ctypes.CDLL(name)
+        lib = ctypes.CDLL(LIBASOUND)
     except OSError:
         return
     # void handler(const char *file, int line, const char *function, int err, const char *fmt, ...)

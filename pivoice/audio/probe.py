@@ -8,11 +8,11 @@ testing only the values pivoice could use. The device is opened non-blocking and
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from dataclasses import dataclass
 
 import alsaaudio
 
+from .alsa import LIBASOUND
 from .device import FALLBACK_RATES, MAX_CHANNELS, SAMPLE_FORMATS
 from .format import IN_RATE, OUT_RATE
 
@@ -40,7 +40,7 @@ class Accepts:
 
 
 def _lib() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("asound") or "libasound.so.2")
+    return ctypes.CDLL(LIBASOUND)
 
 
 def accepts(name: str, capture: bool) -> Accepts | str:
