@@ -55,9 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _prepare(args: argparse.Namespace):
-    from .credentials import ApiKey, find_api_key
+    from .credentials import ApiKey, DeviceSecret, find_api_key, find_device_secret
     from .live.models import KNOWN, lookup
-    from .live.tokens import DeviceSecret, find_device_secret, tls_context
     from .wake.detector import resolve_models
 
     settings = configfile.load(args.config)
@@ -71,6 +70,8 @@ def _prepare(args: argparse.Namespace):
     if settings.live.token_url:
         key = find_device_secret(settings.live.device_secret_file)
         if settings.live.token_url.startswith("https:"):
+            from .live.tokens import tls_context  # (imported only by a speaker that uses tokens)
+
             tls_context(settings.live.token_ca_file)  # a CA file that cannot be used: said now, not at a wake word
         logs.register_secret(key.value)
         log.info("tokens from the key service %s; device secret from %s", settings.live.token_url, key.source)

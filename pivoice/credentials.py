@@ -9,7 +9,7 @@ Looked for in this order, first found wins:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
@@ -86,3 +86,46 @@ def find_api_key(api_key_file: str, environ: dict[str, str] | None = None) -> Ap
         if env.get(var, "").translate(_INVISIBLE).strip():
             return ApiKey(clean_key(env[var], f"the environment variable {var}"), f"environment variable {var}")
     raise ConfigError(f"no Gemini API key found. {HOW_TO}")
+
+
+# The device secret: with live.token_url set, the speaker holds this instead of an API key and trades it
+# for ephemeral tokens at the household's key service (pivoice/live/tokens.py, imported only then).
+DEVICE_SECRET_CREDENTIAL = "pivoice-device-secret"
+DEVICE_SECRET_INSTALLED = Path("/etc/pivoice/device-secret")  # where install.sh puts it (`sudo pivoice check`)
+
+DEVICE_SECRET_HOW_TO = (
+    f"Give the speaker its device secret (printed once by `pivoice token-service add-device NAME` on the "
+    f"key service's machine) as the systemd credential '{DEVICE_SECRET_CREDENTIAL}' "
+    f"(LoadCredential={DEVICE_SECRET_CREDENTIAL}:/etc/pivoice/device-secret) or name the file with "
+    f"live.device_secret_file.")
+
+
+@dataclass(frozen=True)
+class DeviceSecret:
+    value: str = field(repr=False)
+    source: str  # safe to log
+
+
+def find_device_secret(secret_file: str, environ: dict[str, str] | None = None) -> DeviceSecret:
+    env = os.environ if environ is None else environ
+    how_to = DEVICE_SECRET_HOW_TO
+    if secret_file:
+        path, where = Path(secret_file), f"live.device_secret_file {secret_file}"
+    else:
+        cred_dir = env.get("CREDENTIALS_DIRECTORY", "")
+        path = Path(cred_dir) / DEVICE_SECRET_CREDENTIAL
+        where = f"systemd credential {DEVICE_SECRET_CREDENTIAL}"
+        if not cred_dir or not path.exists():
+            if not DEVICE_SECRET_INSTALLED.exists():  # (outside the service: root running `pivoice check`)
+                raise ConfigError(f"live.token_url is set but no device secret was found. {how_to}")
+            path, where = DEVICE_SECRET_INSTALLED, f"file {DEVICE_SECRET_INSTALLED}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where} does not exist. {how_to}") from None
+    except PermissionError:
+        raise ConfigError(f"cannot read {where}: permission denied. Make it readable by the user pivoice "
+                          f"runs as (and by nobody else: chmod 600).") from None
+    except (IsADirectoryError, UnicodeDecodeError):
+        raise ConfigError(f"{where} is not a text file holding the device secret.") from None
+    return DeviceSecret(clean_key(text, where, what="a device secret", how_to=how_to), where)

@@ -8,6 +8,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import heap, logs
 from .assistant import Assistant
@@ -17,13 +18,12 @@ from .audio.capture import Capture
 from .audio.device import wants
 from .audio.playback import Playback
 from .config import Settings
-from .credentials import CREDENTIAL_NAME, ApiKey, find_api_key
+from .credentials import CREDENTIAL_NAME, ApiKey, DeviceSecret, find_api_key, find_device_secret
 from .earcons import Earcons
 from .errors import UserError
 from .gpio import Gpio
 from .live.echo import EchoClient, EchoSession
 from .live.setup import PreparedClient
-from .live.tokens import DeviceSecret, TokenClients, find_device_secret
 from .narration import log_transition
 from .ringer import Ringer
 from .statedir import state_dir
@@ -36,6 +36,9 @@ from .tools.timers import Timers
 from .tools.volume import Volume
 from .wake.detector import WakeDetector, resolve_models
 from .wake.self_trigger import SelfTriggerGuard
+
+if TYPE_CHECKING:
+    from .live.tokens import TokenClients
 
 log = logging.getLogger("pivoice")
 
@@ -91,8 +94,7 @@ class Daemon:
         try:
             secret = find_device_secret(self.settings.live.device_secret_file)
             logs.register_secret(secret.value)
-            assert isinstance(self.assistant.client, TokenClients)
-            self.assistant.client.reload(secret)
+            self.assistant.client.reload(secret)  # a TokenClients: the key was a DeviceSecret
             self.key = secret
             log.info("reloaded: device secret from %s; asking the key service for a token", secret.source,
                      extra=logs.fields(event="reload"))
@@ -118,8 +120,8 @@ class Daemon:
             await self.assistant.run()
         finally:
             watchdog.cancel()
-            if isinstance(self.assistant.client, TokenClients):
-                self.assistant.client.close()
+            if isinstance(self.key, DeviceSecret):
+                self.assistant.client.close()  # TokenClients: its background refresh
             self.gpio.show(self.assistant.state)
             self.gpio.close()
             self.outputs.close()
@@ -141,9 +143,15 @@ def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[st
     aec = EchoCanceller() if settings.audio.echo_cancellation else None
     capture_want, playback_want, channel = wants(settings.audio)
     playback = Playback(settings.audio.output_device, echo=aec, want=playback_want)
-    client = (EchoClient() if key is None
-              else TokenClients(settings.live, key) if isinstance(key, DeviceSecret)
-              else PreparedClient(key, settings.live))
+    client: EchoClient | PreparedClient | TokenClients
+    if key is None:
+        client = EchoClient()
+    elif isinstance(key, DeviceSecret):
+        from .live.tokens import TokenClients  # (urllib and http.client: imported only by a speaker using tokens)
+
+        client = TokenClients(settings.live, key)
+    else:
+        client = PreparedClient(key, settings.live)
     detector = WakeDetector(models, settings.wake.threshold)
     auto_gain, suppress = noise.make(settings.audio.noise_suppression, settings.audio.auto_gain_dbfs)
     assistant = Assistant(
@@ -154,7 +162,7 @@ def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[st
         playback,
         detector,
         client,
-        SelfTriggerGuard(models, settings.wake.threshold, playback.heard_at),
+        SelfTriggerGuard(detector.twin_engine, settings.wake.threshold, playback.heard_at),
         aec,
     )
     if key is None:

@@ -220,7 +220,8 @@ def test_the_stand_in_refuses_tokens_as_the_api_does_and_pivoice_says_which(stan
 def test_a_resumption_takes_a_fresh_token_when_the_conversations_cannot_cover_it(keys, standin, home):
     """uses = 2: a start and one resumption on the first token; the next resumption on a fresh one. And
     an unreachable key service is named as such."""
-    from pivoice.live.tokens import DeviceSecret, TokenClients
+    from pivoice.credentials import DeviceSecret
+    from pivoice.live.tokens import TokenClients
 
     ks, secrets = keys("[tokens]\nuses = 2\n")
     settings = parse({"live": {"token_url": ks.url, "token_ca_file": str(ks.ca_file)}}, "test").live
@@ -267,7 +268,8 @@ def test_a_redirect_is_refused_and_the_secret_goes_nowhere_else(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from pivoice.live.tokens import DeviceSecret, fetch
+    from pivoice.credentials import DeviceSecret
+    from pivoice.live.tokens import fetch
 
     seen: list[str] = []
 

@@ -23,8 +23,8 @@ log = logging.getLogger("pivoice")
 
 
 def _key(settings: config.Settings) -> tuple[Any, str]:
-    from ..credentials import find_api_key
-    from ..live.tokens import find_device_secret, tls_context
+    from ..credentials import find_api_key, find_device_secret
+    from ..live.tokens import tls_context
 
     if settings.live.token_url:
         secret = find_device_secret(settings.live.device_secret_file)

@@ -26,64 +26,25 @@ import http.client
 import json
 import logging
 import math
-import os
 import ssl
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .. import logs
 from ..config import LiveSettings
-from ..credentials import clean_key
+from ..credentials import DeviceSecret
 from ..errors import ConfigError
 from .failures import SessionError
 
 log = logging.getLogger("pivoice.live")
 
-CREDENTIAL_NAME = "pivoice-device-secret"
-INSTALLED = Path("/etc/pivoice/device-secret")  # where install.sh puts it (what `sudo pivoice check` reads)
 REFRESH_MARGIN = 60.0  # s: renew the token in hand this long before its window for new sessions closes
 RESERVE_USES = 2  # uses of the token in hand kept for its conversations' resumptions (fewer left: renewed)
 COVER_MARGIN = 30.0  # s: a token this close to expiring does not start a resumption
 FETCH_TIMEOUT = 10.0  # s: one request to the key service
 BACKOFF_MAX = 300.0  # s: the longest wait between background tries after failures
-
-HOW_TO = (f"Give the speaker its device secret (printed once by `pivoice token-service add-device NAME` on the "
-          f"key service's machine) as the systemd credential '{CREDENTIAL_NAME}' "
-          f"(LoadCredential={CREDENTIAL_NAME}:/etc/pivoice/device-secret) or name the file with "
-          f"live.device_secret_file.")
-
-
-@dataclass(frozen=True)
-class DeviceSecret:
-    value: str = field(repr=False)
-    source: str  # safe to log
-
-
-def find_device_secret(secret_file: str, environ: dict[str, str] | None = None) -> DeviceSecret:
-    env = os.environ if environ is None else environ
-    if secret_file:
-        path, where = Path(secret_file), f"live.device_secret_file {secret_file}"
-    else:
-        cred_dir = env.get("CREDENTIALS_DIRECTORY", "")
-        path, where = Path(cred_dir) / CREDENTIAL_NAME, f"systemd credential {CREDENTIAL_NAME}"
-        if not cred_dir or not path.exists():
-            if not INSTALLED.exists():  # (outside the service: root running `pivoice check` reads the file)
-                raise ConfigError(f"live.token_url is set but no device secret was found. {HOW_TO}")
-            path, where = INSTALLED, f"file {INSTALLED}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{where} does not exist. {HOW_TO}") from None
-    except PermissionError:
-        raise ConfigError(f"cannot read {where}: permission denied. Make it readable by the user pivoice "
-                          f"runs as (and by nobody else: chmod 600).") from None
-    except (IsADirectoryError, UnicodeDecodeError):
-        raise ConfigError(f"{where} is not a text file holding the device secret.") from None
-    return DeviceSecret(clean_key(text, where, what="a device secret", how_to=HOW_TO), where)
-
 
 @dataclass
 class Token:
