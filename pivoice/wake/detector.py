@@ -87,8 +87,9 @@ class WakeDetector:
         """`models`: wake word name -> model file, as resolve_models() gives them."""
         self.threshold = threshold
         self._paths = models
-        # LiteRT interpreters are not thread-safe: they are loaded off the event loop, then used by
-        # the capture thread only (score()).
+        # LiteRT interpreters are not thread-safe: they are loaded off the event loop, then fed by the
+        # capture thread (score()) and, through a twin engine, the self-trigger guard's thread: each model
+        # call holds the models' lock (openwakeword.py).
         self._engine: OpenWakeWordEngine | None = None
         self._reset_pending = False
         self._heard = 0  # samples since the last stats line
@@ -104,6 +105,13 @@ class WakeDetector:
     async def load(self) -> None:
         self._engine = await asyncio.to_thread(load_engine, self._paths, lookahead=True)
         log.info("wake word models loaded: %s (threshold %.2f)", ", ".join(self.names), self.threshold)
+
+    def twin_engine(self) -> OpenWakeWordEngine:
+        """An engine for another stream on this detector's interpreters (the self-trigger guard's: its
+        own thread, no second copy of the models); after load()."""
+        if self._engine is None:
+            raise RuntimeError("WakeDetector.twin_engine() before load()")
+        return self._engine.twin()
 
     def reset(self) -> None:
         """Forget what was heard (takes effect before the next frame is scored)."""

@@ -35,6 +35,7 @@ tested against (tests/test_wake.py).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -79,11 +80,13 @@ def _interpreter(path: Path):
 
 
 class _Model:
-    """One LiteRT interpreter with fixed input and output tensors."""
+    """One LiteRT interpreter with fixed input and output tensors; a call holds `lock`."""
 
-    def __init__(self, path: Path, input_shape: tuple[int, ...] | None = None, classifier: bool = False):
+    def __init__(self, path: Path, lock: threading.Lock, input_shape: tuple[int, ...] | None = None,
+                 classifier: bool = False):
         """classifier: the model must be an openWakeWord classifier (embeddings in, one score out),
         checked before LiteRT prepares it (another model, e.g. the melspectrogram one, can fail there)."""
+        self.lock = lock
         self.interp = _interpreter(path)
         inp = self.interp.get_input_details()
         out = self.interp.get_output_details()
@@ -103,9 +106,10 @@ class _Model:
         self.input_shape = tuple(int(x) for x in self.interp.get_input_details()[0]["shape"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.interp.set_tensor(self.input_index, x)
-        self.interp.invoke()
-        return self.interp.get_tensor(self.output_index)
+        with self.lock:
+            self.interp.set_tensor(self.input_index, x)
+            self.interp.invoke()
+            return self.interp.get_tensor(self.output_index)  # (a copy: the next call may overwrite the tensor)
 
 
 def _check_classifier(path: Path, inp: dict, out: dict) -> None:
@@ -120,37 +124,52 @@ def _check_classifier(path: Path, inp: dict, out: dict) -> None:
         )
 
 
+class _Models:
+    """The interpreters of one set of wake words (melspectrogram, embedding, a classifier per word) and
+    the features of silence, shared by the engines made with OpenWakeWordEngine.twin(). Each model call
+    holds one lock, so engines fed in different threads may share them; the state of a stream is the
+    engine's own."""
+
+    def __init__(self, model_paths: dict[str, Path], features_dir: Path | None):
+        features_dir = features_dir or builtin_models_dir()
+        lock = threading.Lock()
+        self.mel = _Model(features_dir / "melspectrogram.tflite", lock, (1, MEL_WINDOW))
+        self.emb = _Model(features_dir / "embedding_model.tflite", lock, (1, EMB_WINDOW, NUM_MELS, 1))
+        self.words = {name: _Model(path, lock, classifier=True) for name, path in model_paths.items()}
+        self.history = max(m.input_shape[1] for m in self.words.values())
+        # What 8 s of silence leave in the buffers, computed once.
+        self.quiet_mel = self.mel(np.zeros((1, MEL_WINDOW), np.float32)).reshape(-1, NUM_MELS)[0] / 10 + 2
+        window = np.broadcast_to(self.quiet_mel, (EMB_WINDOW, NUM_MELS))
+        self.quiet_emb = self.emb(np.ascontiguousarray(window, np.float32)[None, :, :, None]).reshape(EMB_FEATURES)
+
+
 class OpenWakeWordEngine:
     """Streaming wake-word scores for 16 kHz mono int16 audio.
 
-    Not thread-safe: one thread feeds it (pivoice runs it in the capture thread).
+    One thread feeds an engine (pivoice's detector: the capture thread); a twin, fed by another thread,
+    shares its interpreters (the self-trigger guard's, on the answer's audio: pivoice/wake/self_trigger.py).
     """
 
-    def __init__(self, model_paths: dict[str, Path], features_dir: Path | None = None, lookahead: bool = False):
-        """`lookahead`: also score the middle of a chunk near a detection (the module's docstring)."""
-        features_dir = features_dir or builtin_models_dir()
-        self._mel = _Model(features_dir / "melspectrogram.tflite", (1, MEL_WINDOW))
+    def __init__(self, model_paths: dict[str, Path], features_dir: Path | None = None, lookahead: bool = False,
+                 _models: _Models | None = None):
+        """`lookahead`: also score the middle of a chunk near a detection (the module's docstring). `_models`:
+        twin()'s, instead of loading `model_paths`."""
+        m = _models or _Models(model_paths, features_dir)
+        self._models = m
+        self._mel, self._emb, self._words, self._history = m.mel, m.emb, m.words, m.history
+        self._quiet_mel, self._quiet_emb = m.quiet_mel, m.quiet_emb
         self._lookahead = lookahead
-        self._emb = _Model(features_dir / "embedding_model.tflite", (1, EMB_WINDOW, NUM_MELS, 1))
-        self._words: dict[str, _Model] = {}
-        for name, path in model_paths.items():
-            self._words[name] = _Model(path, classifier=True)
-        self._history = max(m.input_shape[1] for m in self._words.values())
-        self._quiet_state()
         self.reset()
+
+    def twin(self, lookahead: bool = False) -> OpenWakeWordEngine:
+        """Another engine on the same interpreters, starting as after a reset: a second stream for as
+        little as its buffers (a second set of interpreters is ~9 MiB: the models' pages, XNNPACK's packed
+        weights, LiteRT's arenas)."""
+        return OpenWakeWordEngine({}, lookahead=lookahead, _models=self._models)  # (no paths: the models given)
 
     @property
     def names(self) -> list[str]:
         return list(self._words)
-
-    def _quiet_state(self) -> None:
-        """Features of silence, computed once: what 8 s of silence leave in the buffers."""
-        mel = self._mel(np.zeros((1, MEL_WINDOW), np.float32)).reshape(-1, NUM_MELS)[0] / 10 + 2
-        self._quiet_mel = mel
-        window = np.broadcast_to(mel, (EMB_WINDOW, NUM_MELS))
-        self._quiet_emb = self._emb(np.ascontiguousarray(window, np.float32)[None, :, :, None]).reshape(
-            EMB_FEATURES
-        )
 
     def reset(self) -> None:
         """Forget everything heard: back to the state of a fresh start in silence."""

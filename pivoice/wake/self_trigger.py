@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import soxr
@@ -43,9 +43,11 @@ ECHO_AFTER = 0.8
 
 
 class SelfTriggerGuard:
-    def __init__(self, model_paths: dict[str, Path], threshold: float, heard_at):
-        """`heard_at(offset)`: when the played stream's sample `offset` (24 kHz) is heard, or None."""
-        self._paths = model_paths
+    def __init__(self, engine: Callable[[], OpenWakeWordEngine], threshold: float, heard_at):
+        """`engine()`: the engine to score the answer with, asked for at the first answer (the detector's
+        twin: WakeDetector.twin_engine); `heard_at(offset)`: when the played stream's sample `offset`
+        (24 kHz) is heard, or None."""
+        self._make_engine = engine
         self._threshold = threshold
         self._heard_at = heard_at
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo",
@@ -59,7 +61,7 @@ class SelfTriggerGuard:
 
     def _feed(self, offset: int, pcm: bytes) -> None:
         if self._engine is None:
-            self._engine = OpenWakeWordEngine(self._paths)
+            self._engine = self._make_engine()
         if self._resampler is None:
             self._resampler = soxr.ResampleStream(OUT_RATE, IN_RATE, 1, dtype="int16")
             self._engine.reset()
