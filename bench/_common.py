@@ -140,6 +140,35 @@ def proc_rss_mib(pid: int, key: str = "VmRSS") -> float:
     return float("nan")
 
 
+class RssSampler:
+    """The RSS of process `pid`, sampled every `every` seconds in a thread: [(monotonic time, MiB)]."""
+
+    def __init__(self, pid: int, every: float = 0.1):
+        import threading
+
+        self.pid, self.every = pid, every
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        while not self._stop.wait(self.every):
+            try:
+                self.samples.append((time.monotonic(), proc_rss_mib(self.pid)))
+            except OSError:  # it exited
+                return
+
+    def between(self, t0: float, t1: float) -> list[float]:
+        return [r for t, r in self.samples if t0 <= t < t1]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+
+
 def require(*programs: str) -> None:
     """Exit with a clear message when the test tools the benchmarks reuse are missing."""
     import importlib.util

@@ -18,7 +18,10 @@ Measured, all on this process's monotonic clock:
   - first reply chunk -> speaker: from the stand-in sending its first audio message to that audio's
     first sample reaching parec on speaker.monitor;
   - interrupt -> silence: from the stand-in sending `interrupted` to the last sample of the answer
-    reaching parec. Then --gpio-conversations (default 10) more conversations each interrupted by the
+    reaching parec;
+  - memory: the daemon's RSS sampled every 100 ms: while it listens before the first conversation (its
+    Live client made), the peak of each conversation (from the wake word said to "conversation over"), and
+    while it listens after the last. Then --gpio-conversations (default 10) more conversations each interrupted by the
     talk button and by "hey jarvis" said over the answer (barge-in), on pivoice's daemon built in this
     process (pivoice.daemon.build, as tests/harness.py's InProcessDaemon) so gpiozero's mock pins can
     be driven: from the pin going low, or from the end of the spoken wake word, to the last sample of
@@ -309,6 +312,9 @@ def main() -> None:
         cfg.write_text(config.replace('level = "debug"', 'level = "info"'))  # logging as a user's pivoice does
         d = Daemon(["run", "--config", str(cfg)], {**env, **standin.env()}, tmp)
         d.wait_for("ready: listening", timeout=60)
+        rss = c.RssSampler(d.proc.pid)
+        time.sleep(3.0)  # the Live client is made after READY=1, in the background: listening as it then is
+        listening_until = time.monotonic()
         jarvis, command_pcm = read_wav("hey_jarvis.wav"), read_wav("command_time_tokyo.wav")
         voiced = np.flatnonzero(np.abs(np.frombuffer(jarvis, "<i2")) > 300)
         speech_end = int(voiced[-1]) + 1  # samples into the clip: the end of "hey jarvis" as spoken
@@ -317,9 +323,10 @@ def main() -> None:
         for n in range(args.conversations):
             print(f"conversation {n + 1}/{args.conversations}", file=sys.stderr, flush=True)
             first_line, base = len(d.lines), len(standin.sessions)  # this conversation's first connection
+            said_at = time.monotonic()
             start = card.say_at(lead + jarvis + gap + command_pcm)
             wake_end = start + len(lead) // 2 + speech_end
-            conv = {"wake_end_sample": wake_end}
+            conv = {"wake_end_sample": wake_end, "said_at": said_at}
             try:
                 d.wait_for(r"heard 'hey_jarvis'", timeout=15, start=first_line)
                 standin.wait_for(lambda base=base: len(standin.sessions) > base and standin.sessions[base].replies_started,
@@ -338,14 +345,20 @@ def main() -> None:
                 d.wait_for("answer interrupted", timeout=10, start=first_line)
                 d.wait_for("no follow-up: conversation over", timeout=10, start=first_line)
                 standin.wait_for(lambda sess=sess: sess.closed_at is not None, 5, "the session to close")
-                conv.update(session=base, reply_at=reply_at, first_line=first_line)
+                conv.update(session=base, reply_at=reply_at, first_line=first_line, over_at=time.monotonic())
             except AssertionError as e:
                 conv["error"] = str(e).splitlines()[0]
                 print(f"  conversation {n + 1} failed: {conv['error']}", file=sys.stderr)
                 d.wait_for("waiting for the wake word|conversation ended", timeout=15, start=first_line)
             convs.append(conv)
             time.sleep(0.3)
-        time.sleep(0.5)
+        after_from = time.monotonic()
+        time.sleep(3.0)
+        rss.stop()
+        memory = {"listening": rss.between(0, listening_until),
+                  "conversation": [max(rss.between(cv["said_at"], cv["over_at"]) or [float("nan")])
+                                   for cv in convs if "over_at" in cv],
+                  "after": rss.between(after_from, float("inf"))}
 
         # 3. Reading the measurements.
         samples = speaker.samples
@@ -455,6 +468,18 @@ def main() -> None:
              f"pivoice.daemon.build in this process, gpiozero mock pins, a quiet answer)" if gpio_convs else ""))
     for f in failures:
         print(f"  problem: {f}")
+    print()
+    mem_rows = [["listening, before the first conversation (Live client made)", len(memory["listening"]),
+                 f"{c.median(memory['listening']):.1f}", f"{max(memory['listening'], default=float('nan')):.1f}"],
+                ["a conversation: its peak", len(memory["conversation"]),
+                 f"{c.median(memory['conversation']):.1f}", f"{max(memory['conversation'], default=float('nan')):.1f}"],
+                ["listening, after the last conversation", len(memory["after"]),
+                 f"{c.median(memory['after']):.1f}", f"{max(memory['after'], default=float('nan')):.1f}"]]
+    print("Memory of `python -m pivoice run` (RSS in MiB, sampled every 100 ms; n: samples, or conversations)")
+    print(c.table(mem_rows, ["when", "n", "median", "max"], "lrrr"))
+    during = c.median(memory["conversation"])
+    print(f"target (issue 14): RSS during a conversation <= 100 MiB (the median conversation's peak): "
+          f"{during:.1f}: {'met' if during <= 100 else 'not met'}")
     print("p95: numpy's percentile (linear interpolation). Detection is measured on the wall clock (log "
           "timestamps), everything else on the monotonic clock.")
     print(f"took {time.monotonic() - started:.0f} s")
