@@ -127,3 +127,61 @@ def test_a_stopped_daemon_leaves_nothing_frozen(soundcard, standin, in_process):
     assert gc.get_freeze_count() > 0, "the daemon froze nothing at start"
     d.stop()
     assert gc.get_freeze_count() == 0
+
+
+SESSION_SCRIPT = """
+import asyncio, json, sys
+import pydantic
+from google.genai import types
+from pivoice.configfile import parse
+from pivoice.credentials import ApiKey
+from pivoice.live import session as live
+from pivoice.live.setup import PreparedClient
+
+settings = parse({"live": {"base_url": sys.argv[1]}}, "test")
+
+def models():
+    return {n for n in dir(types) if isinstance(getattr(types, n), type)
+            and issubclass(getattr(types, n), pydantic.BaseModel) and getattr(types, n).__pydantic_complete__}
+
+async def main():
+    clients = PreparedClient(ApiKey("test-key", "test"), settings.live)
+    await clients.get()  # what the daemon does right after READY=1
+    before, events = models(), []
+    session = live.LiveSession(clients, settings.live, settings.vad, events.append)
+    task = asyncio.create_task(session.run())
+    for i in range(80):  # 3.2 s of audio (the stand-in sends GoAway after 2 s of it)
+        session.send_audio(bytes([i, 90]) * 640)
+        await asyncio.sleep(0.04)
+    await asyncio.sleep(1.0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    print(json.dumps({"built": sorted(models() - before), "events": [type(e).__name__ for e in events]}))
+
+asyncio.run(main())
+"""
+
+
+def test_the_first_conversation_does_not_build_google_genais_models(standin):
+    """google-genai builds each model's validator when first used: the Live session's are built when the
+    client is prepared after READY=1 (live/setup.py SESSION_MODELS), not in the first conversation's
+    connection. A session with everything a conversation receives (an answer with transcriptions,
+    resumption handles, a tool call, GoAway), in a fresh process, builds none of them."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from pivoice.live.setup import SESSION_MODELS
+
+    b = standin.behaviour
+    b.reply_after_seconds, b.reply_pcm, b.input_transcripts, b.said_text = 0.3, b"\0\1" * 14400, True, "hello"
+    b.handles, b.go_away_after_bytes, b.tool_calls = True, 64000, [("c1", "get_time", {})]
+    r = subprocess.run([sys.executable, "-c", SESSION_SCRIPT, standin.base_url], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "SSL_CERT_FILE": str(standin.ca_file)})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    print(out["built"], sorted(set(out["events"])))
+    assert {"Connected", "Handle", "Heard", "Speaking"} <= set(out["events"]), out["events"]
+    assert len(standin.sessions) == 2  # GoAway: the session went on on a second connection
+    assert not set(out["built"]) & set(SESSION_MODELS)
