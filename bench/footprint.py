@@ -21,7 +21,7 @@ what its imports cost, side by side with baselines measured in the same run:
   - the listening daemon by thread: CPU and wake-ups (context switches) per second of each thread, by its
     OS name (pivoice names its own threads `pv-...`; `threaded-ml` is libpulse's, the ALSA pulse plugin's).
 
-    .venv/bin/python bench/footprint.py [--seconds 15] [--rounds 3] [--starts 5]
+    .venv/bin/python bench/footprint.py [--seconds 15] [--rounds 3] [--starts 5] [--input-period-ms 80]
 """
 
 from __future__ import annotations
@@ -162,6 +162,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each listening phase (default 15)")
     ap.add_argument("--starts", type=int, default=5, help="starts timed per program (default 5)")
     ap.add_argument("--rounds", type=int, default=3, help="listening rounds per listener (default 3)")
+    ap.add_argument("--input-period-ms", type=int, default=None,
+                    help="the daemon's audio.input_period_ms (default: pivoice's own, 40)")
     args = ap.parse_args()
     c.exit_on_sigterm()
     c.require("pulseaudio", "arecord", "sox")
@@ -175,9 +177,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="pivoice-bench-"))
     home = make_home(tmp / "home", files=tmp)
     cfg = tmp / "pivoice.toml"
-    cfg.write_text(CONFIG)
+    config = CONFIG if args.input_period_ms is None else CONFIG.replace(
+        "[audio]\n", f"[audio]\ninput_period_ms = {args.input_period_ms}\n")
+    cfg.write_text(config)
     cfg_debug = tmp / "pivoice-debug.toml"
-    cfg_debug.write_text(CONFIG.replace('level = "info"', 'level = "debug"'))
+    cfg_debug.write_text(config.replace('level = "info"', 'level = "debug"'))
     env = daemon_env(home)
     py = c.venv_python()
     pivoice_cmd = [py, "-m", "pivoice", "run", "--config", str(cfg)]
