@@ -185,3 +185,28 @@ def test_the_first_conversation_does_not_build_google_genais_models(standin):
     assert {"Connected", "Handle", "Heard", "Speaking"} <= set(out["events"]), out["events"]
     assert len(standin.sessions) == 2  # GoAway: the session went on on a second connection
     assert not set(out["built"]) & set(SESSION_MODELS)
+
+
+def test_a_conversation_cancelled_while_the_client_is_made_leaves_it_to_the_next():
+    """A wake word right after READY=1 waits for the Live client being made; if that conversation is
+    cancelled (interrupted, or its session fails) before the client is ready, the client is still made
+    and the next conversation gets it."""
+    import asyncio
+
+    from pivoice.configfile import parse
+    from pivoice.credentials import ApiKey
+    from pivoice.live.setup import PreparedClient
+
+    async def body():
+        clients = PreparedClient(ApiKey("test-key", "test"), parse({}, "test").live)
+        clients.prepare()  # as the daemon does at READY=1
+        first = asyncio.create_task(clients.get())
+        await asyncio.sleep(0)  # it waits for the client (made in a worker thread: tens of ms at least)
+        assert not first.done()
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        assert first.cancelled()
+        return await asyncio.wait_for(clients.get(), 30)
+
+    client = asyncio.run(body())
+    assert hasattr(client, "aio")  # a google-genai client

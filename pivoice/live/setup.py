@@ -75,9 +75,10 @@ def _build_session_models() -> None:
     from google.genai import types
 
     for name in SESSION_MODELS:
-        model = getattr(types, name, None)
-        if model is not None:
-            model.model_rebuild()
+        try:
+            getattr(types, name).model_rebuild()
+        except Exception as e:  # noqa: BLE001 - only a head start: such a model is built (or fails) where used
+            log.debug("google-genai's %s not built in advance: %s", name, e)
 
 
 class PreparedClient:
@@ -105,7 +106,7 @@ class PreparedClient:
     async def get(self):
         self.prepare()
         assert self._made is not None
-        return await self._made
+        return await asyncio.shield(self._made)  # a conversation cancelled while waiting leaves it to finish
 
     async def client(self, token: None) -> tuple[object, None]:
         """What a session connects with (the same client each time; no token with an API key)."""

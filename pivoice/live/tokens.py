@@ -158,6 +158,17 @@ class TokenClients:
         self._failure: SessionError | None = None  # the last background failure (logged once per reason)
         self._wake = asyncio.Event()  # the keeper: renew now
         self._warned_model = False
+        self._loading: asyncio.Future | None = None  # google-genai imported, its Live models built
+
+    async def _genai_loaded(self) -> None:
+        """google-genai imported and the Live session's models built (setup.load_genai; once, in a worker
+        thread), before any client is made or connection set up, so that no model is built in two threads
+        at once. A conversation cancelled while waiting does not cancel the load."""
+        if self._loading is None:
+            from .setup import load_genai
+
+            self._loading = asyncio.ensure_future(asyncio.to_thread(load_genai))
+        await asyncio.shield(self._loading)
 
     # -- the background keeper ------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -176,9 +187,7 @@ class TokenClients:
             self._task.cancel()
 
     async def _keep_in_hand(self) -> None:
-        from .setup import load_genai
-
-        await asyncio.to_thread(load_genai)  # now, not with the first token (which may come mid-answer)
+        await self._genai_loaded()  # now, not with the first token (which may come mid-answer)
         failures = 0
         while True:
             self._wake.clear()  # (a reload while fetching below wakes the next wait at once)
@@ -239,6 +248,7 @@ class TokenClients:
     async def client(self, token: Token | None) -> tuple[object, Token]:
         """A client for the next connection and the token it uses: `token` (the conversation's, for a
         resumption) while it can cover one, else the token in hand, else one fetched now."""
+        await self._genai_loaded()
         now = time.monotonic()
         if token is None or not token.can_resume(now):
             held = self._in_hand
