@@ -157,9 +157,12 @@ class RssSampler:
 
         while not self._stop.wait(self.every):
             try:
-                self.samples.append((time.monotonic(), proc_rss_mib(self.pid)))
+                rss = proc_rss_mib(self.pid)
             except OSError:  # it exited
                 return
+            if rss != rss:  # NaN: a zombie, no memory left to read
+                return
+            self.samples.append((time.monotonic(), rss))
 
     def between(self, t0: float, t1: float) -> list[float]:
         return [r for t, r in self.samples if t0 <= t < t1]

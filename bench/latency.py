@@ -19,8 +19,8 @@ Measured, all on this process's monotonic clock:
     first sample reaching parec on speaker.monitor;
   - interrupt -> silence: from the stand-in sending `interrupted` to the last sample of the answer
     reaching parec;
-  - memory: the daemon's RSS sampled every 100 ms: while it listens before the first conversation (its
-    Live client made), the peak of each conversation (from the wake word said to "conversation over"), and
+  - memory: the daemon's RSS sampled every 100 ms: while it listens before the first conversation (the
+    last second of 3 s after READY=1: its Live client made), the peak of each conversation (from the wake word said to "conversation over"), and
     while it listens after the last. Then --gpio-conversations (default 10) more conversations each interrupted by the
     talk button and by "hey jarvis" said over the answer (barge-in), on pivoice's daemon built in this
     process (pivoice.daemon.build, as tests/harness.py's InProcessDaemon) so gpiozero's mock pins can
@@ -355,7 +355,7 @@ def main() -> None:
         after_from = time.monotonic()
         time.sleep(3.0)
         rss.stop()
-        memory = {"listening": rss.between(0, listening_until),
+        memory = {"listening": rss.between(listening_until - 1.0, listening_until),  # the Live client made
                   "conversation": [max(rss.between(cv["said_at"], cv["over_at"]) or [float("nan")])
                                    for cv in convs if "over_at" in cv],
                   "after": rss.between(after_from, float("inf"))}

@@ -93,6 +93,7 @@ async def _online(settings, key) -> str:
     and closed. What worked, in words; a UserError says what did not."""
     import time
 
+    from .credentials import DeviceSecret
     from .errors import UnavailableError
     from .live import tokens
     from .live.failures import SessionError, classify
@@ -100,7 +101,7 @@ async def _online(settings, key) -> str:
 
     said = ""
     try:
-        if isinstance(key, tokens.DeviceSecret):
+        if isinstance(key, DeviceSecret):
             token = await asyncio.to_thread(tokens.fetch, settings.live.token_url, key, settings.live.token_ca_file)
             said = f"the key service gave a token ({token.uses_left} uses); "
             client = make_client(token.name, settings.live, api_version="v1alpha")

@@ -24,9 +24,10 @@ log = logging.getLogger("pivoice")
 
 def _key(settings: config.Settings) -> tuple[Any, str]:
     from ..credentials import find_api_key, find_device_secret
-    from ..live.tokens import tls_context
 
     if settings.live.token_url:
+        from ..live.tokens import tls_context
+
         secret = find_device_secret(settings.live.device_secret_file)
         logs.register_secret(secret.value)
         if settings.live.token_url.startswith("https:"):

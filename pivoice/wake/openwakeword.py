@@ -128,7 +128,9 @@ class _Models:
     """The interpreters of one set of wake words (melspectrogram, embedding, a classifier per word) and
     the features of silence, shared by the engines made with OpenWakeWordEngine.twin(). Each model call
     holds one lock, so engines fed in different threads may share them; the state of a stream is the
-    engine's own."""
+    engine's own. The price: while the guard scores an answer's audio (in bursts: the Live API sends it
+    faster than real time), a model call of the capture thread may wait for one of the guard's, about a
+    millisecond here (a few on a Pi), where separate interpreters would run on two cores at once."""
 
     def __init__(self, model_paths: dict[str, Path], features_dir: Path | None):
         features_dir = features_dir or builtin_models_dir()
