@@ -291,9 +291,10 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(c.header("Footprint", command))
+    ours = "640 frames (pivoice, the 40 ms bare loop)" if args.input_period_ms is None else \
+        f"{args.input_period_ms * 16} frames (pivoice: audio.input_period_ms = {args.input_period_ms}), 640 (the 40 ms bare loop)"
     print("card     PulseAudio pipe-source microphone (16 kHz mono, fed in real time), ALSA pulse plugin; each "
-          "listener captures it alone, buffer 5120 frames, periods of 640 frames (pivoice, the 40 ms bare loop) or "
-          "1280 (the baseline, arecord)")
+          f"listener captures it alone, buffer 5120 frames, periods of {ours} or 1280 (the baseline, arecord)")
     print()
     rows = []
     for k in listeners:
