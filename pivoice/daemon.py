@@ -173,12 +173,13 @@ def build(settings: Settings, key: ApiKey | DeviceSecret | None, models: dict[st
     earcons = Earcons(settings.earcons, playback)
     notifier = Notifier()
     gpio = Gpio(settings.gpio, assistant, hold_mutes=settings.vad.automatic)
-    assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))  # READY=1 first
+    # The log line first: `systemctl start` returns at READY=1, and the journal must already say "ready".
+    assistant.listeners.append(log_transition)
+    assistant.listeners.append(status_listener(notifier, lambda: assistant.wake_words))  # READY=1
     # Then the heap frozen (pivoice/heap.py: a full collection, 15 ms here, that READY=1 need not wait for),
     # then google-genai loaded in a worker thread.
     assistant.listeners.append(lambda t: heap.settle("start") if t.event is Event.READY else None)
     assistant.listeners.append(lambda t: client.prepare() if t.event is Event.READY else None)
-    assistant.listeners.append(log_transition)
     assistant.listeners.append(gpio.on_transition)
     assistant.listeners.append(ringer.on_transition)
     assistant.listeners.append(earcons.on_transition)
