@@ -12,6 +12,8 @@ import os
 import platform
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,8 +146,6 @@ class RssSampler:
     """The RSS of process `pid`, sampled every `every` seconds in a thread: [(monotonic time, MiB)]."""
 
     def __init__(self, pid: int, every: float = 0.1):
-        import threading
-
         self.pid, self.every = pid, every
         self.samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
@@ -153,8 +153,6 @@ class RssSampler:
         self._thread.start()
 
     def _run(self) -> None:
-        import time
-
         while not self._stop.wait(self.every):
             try:
                 rss = proc_rss_mib(self.pid)

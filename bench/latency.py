@@ -20,13 +20,13 @@ Measured, all on this process's monotonic clock:
   - interrupt -> silence: from the stand-in sending `interrupted` to the last sample of the answer
     reaching parec;
   - memory: the daemon's RSS sampled every 100 ms: while it listens before the first conversation (the
-    last second of 3 s after READY=1: its Live client made), the peak of each conversation (from the wake word said to "conversation over"), and
-    while it listens after the last. Then --gpio-conversations (default 10) more conversations each interrupted by the
-    talk button and by "hey jarvis" said over the answer (barge-in), on pivoice's daemon built in this
-    process (pivoice.daemon.build, as tests/harness.py's InProcessDaemon) so gpiozero's mock pins can
-    be driven: from the pin going low, or from the end of the spoken wake word, to the last sample of
-    the answer (a quiet one there, as in tests/test_gpio.py). An interruption pivoice does not have is
-    printed as "not built yet".
+    last second of 3 s after READY=1: its Live client made), the peak of each conversation (from the
+    wake word said to "conversation over"), and while it listens after the last.
+Then --gpio-conversations (default 10) more conversations, each interrupted by the talk button and by
+"hey jarvis" said over the answer (barge-in), on pivoice's daemon built in this process
+(pivoice.daemon.build, as tests/harness.py's InProcessDaemon) so gpiozero's mock pins can be driven: from
+the pin going low, or from the end of the spoken wake word, to the last sample of the answer (a quiet one
+there, as in tests/test_gpio.py). An interruption pivoice does not have is printed as "not built yet".
 Times at the speaker are those at which parec received each sample: they include the virtual card's
 own latency (ALSA pulse plugin, null sink, monitor, parec). A probe measures that latency in the same run
 by writing a tone straight to pv_spk with pyalsaaudio, with pivoice's period and buffer sizes.
