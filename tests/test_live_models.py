@@ -155,3 +155,37 @@ def test_a_refused_resumption_starts_over_with_the_conversation_so_far(soundcard
     assert repeated(bytes(first.audio), bytes(fresh.audio), said) is not None  # nothing lost
     assert "ERROR" not in d.output
     d.stop()
+
+
+def test_every_live_client_shares_one_tls_context_which_verifies_the_server(standin, monkeypatch):
+    """make_client's clients share one TLS context, for the Live connection and google-genai's unused HTTP
+    clients alike (left to itself google-genai makes two per client, one of them from
+    the system's store): it trusts the CA in SSL_CERT_FILE, and without that CA the stand-in is refused."""
+    import gc
+    import ssl
+
+    from google.genai import types
+
+    settings = parse({"live": {"base_url": standin.base_url}}, "t")
+
+    async def connect(client):
+        async with client.aio.live.connect(model=settings.live.model,
+                                           config=connect_config(settings.live, settings.vad)) as s:
+            await s.send_realtime_input(audio=types.Blob(data=b"\0\0" * 160, mime_type="audio/pcm;rate=16000"))
+
+    def contexts() -> set[int]:
+        gc.collect()
+        return {id(o) for o in gc.get_objects() if isinstance(o, ssl.SSLContext)}
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(standin.ca_file))
+    before = contexts()
+    clients = [make_client(TEST_KEY, settings.live) for _ in range(3)]
+    assert len(contexts() - before) <= 1
+    for client in clients:
+        asyncio.run(connect(client))
+    assert len(standin.sessions) == 3
+
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        asyncio.run(connect(make_client(TEST_KEY, settings.live)))
+    assert len(standin.sessions) == 3

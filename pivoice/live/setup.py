@@ -7,7 +7,10 @@ start (config.py), so what is sent here is what the model accepts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
+import ssl
 import time
 import warnings
 
@@ -28,10 +31,15 @@ def make_client(key: str, settings: LiveSettings, api_version: str | None = None
     from google import genai
     from google.genai import types
 
+    tls = tls_context()
     http = types.HttpOptions(
         base_url=settings.base_url or None,
         api_version=api_version,
         async_client_args={
+            # One TLS context for the Live connection and the two HTTP clients google-genai also makes
+            # (pivoice makes no HTTP call with them), shared by every client: see tls_context().
+            "ssl": tls,
+            "verify": tls,
             # Closing must not hold up a conversation's end or shutdown (websockets waits 10 s).
             "close_timeout": 1.0,
             # The service's pongs are reported to take up to 30 s: the default 20 s timeout would
@@ -42,6 +50,22 @@ def make_client(key: str, settings: LiveSettings, api_version: str | None = None
         },
     )
     return genai.Client(api_key=key, http_options=http)
+
+
+def tls_context() -> ssl.SSLContext:
+    """The TLS context of the Live clients, trusting what google-genai's own Live connection trusts: the
+    file in SSL_CERT_FILE (and the folder in SSL_CERT_DIR) if set, else certifi's bundle. One for every
+    client in the process: left to itself, each google-genai client makes two, one of them from the
+    system's store through truststore, which cost the daemon 2.4 MiB and a worker thread 40 ms here, and
+    again for each ephemeral token's client (BENCHMARKS.md, section 3)."""
+    return _tls_context(os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", ""))
+
+
+@functools.cache
+def _tls_context(cafile: str, capath: str) -> ssl.SSLContext:
+    import certifi  # (a google-genai dependency)
+
+    return ssl.create_default_context(cafile=cafile or certifi.where(), capath=capath or None)
 
 
 def load_genai() -> None:
