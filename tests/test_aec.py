@@ -223,3 +223,25 @@ def test_a_person_talking_as_a_new_playback_stream_starts_is_heard(engine, bias,
     events = list(aec.events)
     print(*events[max(i for i, e in enumerate(events) if "new playback" in e) :][:6], sep="\n")
     assert raw < 0.5 and cancelled >= 0.5
+
+
+def test_a_streams_clock_is_placed_as_numpy_percentile_would_without_importing_numpy_ma():
+    """A stream's offset is the lower quartile of its clock estimates, numpy.percentile's linear method;
+    computed without numpy.percentile, whose first call imports numpy.ma (in the capture thread, in the
+    first conversation)."""
+    import subprocess
+    import sys
+
+    from pivoice.audio.aec import EPOCH_SETTLE, _lower_quartile
+
+    rng = np.random.default_rng(3)
+    for n in range(1, EPOCH_SETTLE + 2):
+        values = list(rng.uniform(100.0, 100.05, n))
+        assert _lower_quartile(values) == pytest.approx(float(np.percentile(values, 25)), abs=1e-12)
+    script = ("import sys; from pivoice.audio.aec import _Clock\n"
+              "c = _Clock()\n"
+              "for i in range(40): c.add(100.0 + (i % 7) * 1e-3)\n"
+              "c.add(101.0)\n"  # a jump: a new epoch
+              "print(round(c.offset, 6), 'numpy.ma' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["101.0", "False"]
