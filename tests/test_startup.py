@@ -137,8 +137,12 @@ from pivoice.configfile import parse
 from pivoice.credentials import ApiKey
 from pivoice.live import session as live
 from pivoice.live.setup import PreparedClient
+from pivoice.tools.registry import Tool
 
 settings = parse({"live": {"base_url": sys.argv[1]}}, "test")
+
+async def get_time(args):
+    return {"time": "12:00"}
 
 def models():
     return {n for n in dir(types) if isinstance(getattr(types, n), type)
@@ -147,8 +151,9 @@ def models():
 async def main():
     clients = PreparedClient(ApiKey("test-key", "test"), settings.live)
     await clients.get()  # what the daemon does right after READY=1
-    before, events = models(), []
-    session = live.LiveSession(clients, settings.live, settings.vad, events.append)
+    before, modules, events = models(), set(sys.modules), []
+    session = live.LiveSession(clients, settings.live, settings.vad, events.append,
+                               tools=[Tool("get_time", "The time.", get_time)], google_search=True)
     task = asyncio.create_task(session.run())
     for i in range(80):  # 3.2 s of audio (the stand-in sends GoAway after 2 s of it)
         session.send_audio(bytes([i, 90]) * 640)
@@ -156,7 +161,8 @@ async def main():
     await asyncio.sleep(1.0)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    print(json.dumps({"built": sorted(models() - before), "events": [type(e).__name__ for e in events]}))
+    print(json.dumps({"built": sorted(models() - before), "imported": sorted(set(sys.modules) - modules),
+                      "events": [type(e).__name__ for e in events]}))
 
 asyncio.run(main())
 """
@@ -165,8 +171,9 @@ asyncio.run(main())
 def test_the_first_conversation_does_not_build_google_genais_models(standin):
     """google-genai builds each model's validator when first used: the Live session's are built when the
     client is prepared after READY=1 (live/setup.py SESSION_MODELS), not in the first conversation's
-    connection. A session with everything a conversation receives (an answer with transcriptions,
-    resumption handles, a tool call, GoAway), in a fresh process, builds none of them."""
+    connection. A session with what the daemon declares (a tool, Google Search) and everything a
+    conversation receives (an answer with transcriptions, resumption handles, a tool call, GoAway), in a
+    fresh process, builds none of them, nor imports the codec its TLS handshake needs."""
     import json
     import os
     import subprocess
@@ -181,10 +188,12 @@ def test_the_first_conversation_does_not_build_google_genais_models(standin):
                        timeout=60, env={**os.environ, "SSL_CERT_FILE": str(standin.ca_file)})
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.splitlines()[-1])
-    print(out["built"], sorted(set(out["events"])))
+    print(out["built"], out["imported"], sorted(set(out["events"])))
     assert {"Connected", "Handle", "Heard", "Speaking"} <= set(out["events"]), out["events"]
     assert len(standin.sessions) == 2  # GoAway: the session went on on a second connection
+    assert standin.sessions[0].setup.get("tools"), standin.sessions[0].setup  # (what was declared, sent)
     assert not set(out["built"]) & set(SESSION_MODELS)
+    assert "encodings.idna" not in out["imported"]
 
 
 def test_a_conversation_cancelled_while_the_client_is_made_leaves_it_to_the_next():

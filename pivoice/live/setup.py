@@ -69,9 +69,11 @@ def _tls_context(cafile: str, capath: str) -> ssl.SSLContext:
 
 
 def load_genai() -> None:
-    """Import google-genai (the largest part of pivoice's heap) and build the models a Live session uses,
-    then freeze the heap (pivoice/heap.py): in a worker thread right after READY=1, before any
-    conversation needs it."""
+    """Import google-genai (the largest part of pivoice's heap) and what a connection imports, build the
+    models a Live session uses, then freeze the heap (pivoice/heap.py): in a worker thread right after
+    READY=1, before any conversation needs it."""
+    import encodings.idna  # noqa: F401 - the TLS handshake encodes the host's name with it (1.4 ms here)
+
     import google.genai  # noqa: F401
 
     _build_session_models()
@@ -79,8 +81,9 @@ def load_genai() -> None:
 
 
 # The models of google-genai (3.6) whose validators a Live session builds, found by running sessions against
-# the tests' stand-in: its setup, the audio it sends, the messages it receives (the server's content,
-# transcriptions, tool calls, resumption handles, GoAway). A name a later release drops is skipped; a
+# the tests' stand-in: its setup (with the tools pivoice declares and Google Search, on by default), the audio
+# it sends, the messages it receives (the server's content, transcriptions, tool calls, resumption handles,
+# GoAway). A name a later release drops is skipped; a
 # model it adds is built where it is first used, as all were before.
 SESSION_MODELS = (
     "AudioTranscriptionConfig", "AutomaticActivityDetection", "Blob", "BlobImageUnion", "Content",
@@ -89,6 +92,7 @@ SESSION_MODELS = (
     "Part", "RealtimeInputConfig", "SessionResumptionConfig", "SlidingWindow", "UsageMetadata", "UserContent",
     "FunctionCall", "FunctionResponse", "LiveClientToolResponse", "LiveServerGoAway",
     "LiveServerSessionResumptionUpdate", "LiveServerToolCall", "Transcription", "VoiceActivity",
+    "Tool", "FunctionDeclaration", "GoogleSearch",
 )
 
 
