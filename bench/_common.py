@@ -143,11 +143,12 @@ def proc_rss_mib(pid: int, key: str = "VmRSS") -> float:
 
 
 class RssSampler:
-    """The RSS of process `pid`, sampled every `every` seconds in a thread: [(monotonic time, MiB)]."""
+    """The RSS of process `pid` and its anonymous part (RssAnon), sampled every `every` seconds in a
+    thread: [(monotonic time, RSS MiB, RssAnon MiB)]."""
 
     def __init__(self, pid: int, every: float = 0.1):
         self.pid, self.every = pid, every
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._thread.start()
@@ -155,15 +156,15 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                rss = proc_rss_mib(self.pid)
+                rss, anon = proc_rss_mib(self.pid), proc_rss_mib(self.pid, "RssAnon")
             except OSError:  # it exited
                 return
-            if rss != rss:  # NaN: a zombie, no memory left to read
+            if rss != rss or anon != anon:  # NaN: a zombie, no memory left to read
                 return
-            self.samples.append((time.monotonic(), rss))
+            self.samples.append((time.monotonic(), rss, anon))
 
-    def between(self, t0: float, t1: float) -> list[float]:
-        return [r for t, r in self.samples if t0 <= t < t1]
+    def between(self, t0: float, t1: float, anon: bool = False) -> list[float]:
+        return [a if anon else r for t, r, a in self.samples if t0 <= t < t1]
 
     def stop(self) -> None:
         self._stop.set()

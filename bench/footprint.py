@@ -253,6 +253,7 @@ def main() -> None:
         daemon_k = "pivoice daemon (python -m pivoice run)"
         cpu: dict[str, dict[str, list[float]]] = {ph: {k: [] for k in listeners} for ph in PHASES}
         rss: dict[str, dict[str, list[float]]] = {ph: {k: [] for k in listeners} for ph in PHASES}
+        anon: dict[str, list[float]] = {k: [] for k in listeners}  # RssAnon, in silence
         hwm: dict[str, float] = dict.fromkeys(listeners, 0.0)
         threads: dict[str, dict[str, list[float]]] = {ph: {} for ph in PHASES}  # name -> [CPU s, switches, s]
         heard: list[str] = []
@@ -272,6 +273,8 @@ def main() -> None:
                     while time.monotonic() - t0 < args.seconds:
                         time.sleep(1.0)
                         rss[phase][k].append(c.proc_rss_mib(p.proc.pid))
+                        if phase == "silence":
+                            anon[k].append(c.proc_rss_mib(p.proc.pid, "RssAnon"))
                     wall = time.monotonic() - t0
                     cpu[phase][k].append((c.proc_cpu_ns(p.proc.pid) - cpu0) / 1e9 / wall * 100)
                     if k == daemon_k:
@@ -299,11 +302,13 @@ def main() -> None:
     rows = []
     for k in listeners:
         rows.append([k, *(f"{c.median(cpu[ph][k]):.2f}%" for ph in PHASES),
-                     *(f"{c.median(rss[ph][k]):.1f}" for ph in PHASES), f"{hwm[k]:.1f}"])
+                     *(f"{c.median(rss[ph][k]):.1f}" for ph in PHASES), f"{hwm[k]:.1f}", f"{c.median(anon[k]):.1f}"])
     print(f"Listening ({args.rounds} rounds of {args.seconds:.0f} s of silence, then as long of speech, each "
           f"listener alone; CPU: the median round, as a share of one core, all threads, from schedstat; RSS in "
-          f"MiB, the median of 1 s samples; peak = VmHWM)")
-    print(c.table(rows, ["process", "CPU silence", "CPU speech", "RSS silence", "RSS speech", "peak RSS"]))
+          f"MiB, the median of 1 s samples; peak = VmHWM; anon: RssAnon in silence, the process's own memory: the rest "
+          f"of RSS is pages of the libraries and model files it maps, whose number follows the machine's page "
+          f"cache from run to run)")
+    print(c.table(rows, ["process", "CPU silence", "CPU speech", "RSS silence", "RSS speech", "peak RSS", "anon"]))
     if heard:
         print(f"  note: pivoice heard a wake word during the speech: {heard[0]}")
     bare_k = "bare LiteRT loop (baseline)"
