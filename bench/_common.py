@@ -136,10 +136,17 @@ def proc_threads(pid: int) -> dict[int, tuple[str, float, int]]:
 
 
 def proc_rss_mib(pid: int, key: str = "VmRSS") -> float:
+    return proc_status_mib(pid, key)[0]
+
+
+def proc_status_mib(pid: int, *keys: str) -> list[float]:
+    """The fields `keys` of /proc/PID/status (VmRSS, RssAnon, VmHWM...) in MiB, NaN where absent."""
+    found = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        name, _, value = line.partition(":")
+        if name in keys:
+            found[name] = int(value.split()[0]) / 1024
+    return [found.get(k, float("nan")) for k in keys]
 
 
 class RssSampler:
@@ -156,7 +163,7 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                rss, anon = proc_rss_mib(self.pid), proc_rss_mib(self.pid, "RssAnon")
+                rss, anon = proc_status_mib(self.pid, "VmRSS", "RssAnon")
             except OSError:  # it exited
                 return
             if rss != rss or anon != anon:  # NaN: a zombie, no memory left to read

@@ -55,17 +55,19 @@ def make_client(key: str, settings: LiveSettings, api_version: str | None = None
 def tls_context() -> ssl.SSLContext:
     """The TLS context of the Live clients, trusting what google-genai's own Live connection trusts: the
     file in SSL_CERT_FILE (and the folder in SSL_CERT_DIR) if set, else certifi's bundle. One for every
-    client in the process: left to itself, each google-genai client makes two, one of them from the
-    system's store through truststore, which cost the daemon 2.4 MiB and a worker thread 40 ms here, and
-    again for each ephemeral token's client (BENCHMARKS.md, section 3)."""
-    return _tls_context(os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", ""))
+    client in the process, read once: a changed CA bundle is read at the next start. Left to itself,
+    each google-genai client makes two, one of them from the system's store through truststore for the
+    HTTP clients pivoice never calls: the first client cost the daemon 0.6 MiB and a worker thread 22 ms
+    more here, each later one (an ephemeral token's) 1.6 MiB and 44 ms (BENCHMARKS.md, section 2d)."""
+    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 
 
 @functools.cache
-def _tls_context(cafile: str, capath: str) -> ssl.SSLContext:
+def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     import certifi  # (a google-genai dependency)
 
-    return ssl.create_default_context(cafile=cafile or certifi.where(), capath=capath or None)
+    # As google-genai's: an empty SSL_CERT_FILE means OpenSSL's default places, an unset one certifi's.
+    return ssl.create_default_context(cafile=certifi.where() if cafile is None else cafile, capath=capath)
 
 
 def load_genai() -> None:
