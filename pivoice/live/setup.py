@@ -37,7 +37,8 @@ def make_client(key: str, settings: LiveSettings, api_version: str | None = None
         api_version=api_version,
         async_client_args={
             # One TLS context for the Live connection and the two HTTP clients google-genai also makes
-            # (pivoice makes no HTTP call with them), shared by every client: see tls_context().
+            # (pivoice makes no HTTP call with them; one would set the context's ALPN to http/1.1, what a
+            # WebSocket speaks anyway), shared by every client: see tls_context().
             "ssl": tls,
             "verify": tls,
             # Closing must not hold up a conversation's end or shutdown (websockets waits 10 s).
