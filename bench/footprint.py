@@ -272,9 +272,10 @@ def main() -> None:
                     tasks0 = c.proc_threads(p.proc.pid)
                     while time.monotonic() - t0 < args.seconds:
                         time.sleep(1.0)
-                        rss[phase][k].append(c.proc_rss_mib(p.proc.pid))
+                        resident, anonymous = c.proc_status_mib(p.proc.pid, "VmRSS", "RssAnon")
+                        rss[phase][k].append(resident)
                         if phase == "silence":
-                            anon[k].append(c.proc_rss_mib(p.proc.pid, "RssAnon"))
+                            anon[k].append(anonymous)
                     wall = time.monotonic() - t0
                     cpu[phase][k].append((c.proc_cpu_ns(p.proc.pid) - cpu0) / 1e9 / wall * 100)
                     if k == daemon_k:

@@ -86,8 +86,8 @@ def load_genai() -> None:
 # The models of google-genai (3.6) whose validators a Live session builds, found by running sessions against
 # the tests' stand-in: its setup (with the tools pivoice declares and Google Search, on by default), the audio
 # it sends, the messages it receives (the server's content, transcriptions, tool calls, resumption handles,
-# GoAway). A name a later release drops is skipped; a
-# model it adds is built where it is first used, as all were before.
+# GoAway). A name a later release drops is skipped; a model it adds is built where it is first used, as all
+# were before.
 SESSION_MODELS = (
     "AudioTranscriptionConfig", "AutomaticActivityDetection", "Blob", "BlobImageUnion", "Content",
     "ContextWindowCompressionConfig", "LiveConnectConfig", "LiveConnectParameters",
